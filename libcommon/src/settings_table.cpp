@@ -1,0 +1,169 @@
+// The settings table: Kilosort4's parameters (names, defaults, ranges, steps as in its parameter
+// table, v4.1.5) plus ks-tools' own. formats/settings.md documents the same table.
+#include <limits>
+
+#include "ks/settings.hpp"
+
+namespace ks {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+SettingValue none() { return {}; }
+SettingValue iv(int64_t v) { SettingValue s; s.none = false; s.i = v; return s; }
+SettingValue fv(double v) { SettingValue s; s.none = false; s.f = v; return s; }
+SettingValue bv(bool v) { SettingValue s; s.none = false; s.b = v; return s; }
+SettingValue lv(std::vector<double> v) { SettingValue s; s.none = false; s.list = std::move(v); return s; }
+SettingValue sv(std::string v) { SettingValue s; s.none = false; s.s = std::move(v); return s; }
+
+SettingSpec spec(std::string name, SettingType type, SettingValue def, double min, double max,
+                 std::vector<double> exclude, std::string ks4_step, std::string stage,
+                 std::string description, bool nullable = false) {
+    SettingSpec s;
+    s.name = std::move(name);
+    s.type = type;
+    s.default_value = std::move(def);
+    s.min = min;
+    s.max = max;
+    s.exclude = std::move(exclude);
+    s.ks4_step = std::move(ks4_step);
+    s.stage = std::move(stage);
+    s.description = std::move(description);
+    s.nullable = nullable || s.default_value.none;
+    return s;
+}
+
+std::vector<SettingSpec> build_table() {
+    using T = SettingType;
+    std::vector<SettingSpec> t;
+    // ---- Kilosort4 main parameters
+    t.push_back(spec("n_chan_bin", T::Int, none(), 0, kInf, {0}, "data", "filter",
+                     "Total number of channels in the binary file, including non-ephys channels (e.g. 385 "
+                     "for Neuropixels with a sync channel). Required unless SpikeGLX/Open Ephys metadata gives it."));
+    t.push_back(spec("fs", T::Float, fv(30000), 0, kInf, {0}, "data", "filter", "Sampling frequency (Hz)."));
+    t.push_back(spec("batch_size", T::Int, iv(60000), 1, kInf, {}, "data", "filter",
+                     "Number of samples in each batch of data."));
+    t.push_back(spec("nblocks", T::Int, iv(1), 0, kInf, {}, "preprocessing", "drift",
+                     "Number of non-overlapping blocks for drift correction (nblocks-1 more in the overlaps); "
+                     "0 switches drift correction off, 1 is rigid."));
+    t.push_back(spec("Th_universal", T::Float, fv(9), 0, kInf, {0}, "spike detection", "drift",
+                     "Spike detection threshold for universal templates (also used by drift estimation)."));
+    t.push_back(spec("Th_learned", T::Float, fv(8), 0, kInf, {0}, "spike detection", "match",
+                     "Spike detection threshold for learned templates (template matching)."));
+    t.push_back(spec("tmin", T::Float, fv(0), 0, kInf, {}, "data", "filter",
+                     "Time in seconds where the sorted part of the recording begins."));
+    t.push_back(spec("tmax", T::Float, fv(kInf), 0, kInf, {0}, "data", "filter",
+                     "Time in seconds where the sorted part ends (inf: end of the recording)."));
+    // ---- Kilosort4 extra parameters: data
+    t.push_back(spec("nt", T::Int, iv(61), 1, kInf, {}, "data", "filter",
+                     "Number of samples per waveform; also the padding on each side of a batch."));
+    t.push_back(spec("shift", T::Float, none(), -kInf, kInf, {}, "data", "filter",
+                     "Added to the data after `scale` (data*scale + shift); None: off."));
+    t.push_back(spec("scale", T::Float, none(), -kInf, kInf, {}, "data", "filter",
+                     "Multiplies the data before anything else; None: off. Set shift/scale so float32 data "
+                     "is roughly in -100..100."));
+    // ---- preprocessing
+    t.push_back(spec("artifact_threshold", T::Float, fv(kInf), 0, kInf, {}, "preprocessing", "filter",
+                     "A batch with any absolute filtered value above this is zeroed (inf: never)."));
+    t.push_back(spec("nskip", T::Int, iv(25), 1, kInf, {}, "preprocessing", "whiten",
+                     "Batch stride for computing the whitening matrix."));
+    t.push_back(spec("whitening_range", T::Int, iv(32), 1, kInf, {}, "preprocessing", "whiten",
+                     "Number of nearby channels used to estimate the whitening matrix."));
+    t.push_back(spec("highpass_cutoff", T::Float, fv(300), 0, kInf, {}, "preprocessing", "filter",
+                     "Cutoff (Hz) of the high-pass Butterworth filter."));
+    t.push_back(spec("binning_depth", T::Float, fv(5), 0, kInf, {0}, "preprocessing", "drift",
+                     "Vertical bin size (µm) of the drift-estimation histogram."));
+    t.push_back(spec("sig_interp", T::Float, fv(20), 0, kInf, {0}, "preprocessing", "drift",
+                     "Spatial smoothness scale (µm) of the kriging interpolation used for drift correction."));
+    {
+        SettingSpec s = spec("drift_smoothing", T::FloatList, lv({0.5, 0.5, 0.5}), 0, kInf, {},
+                             "preprocessing", "drift",
+                             "Gaussian smoothing of the drift estimate over (correlation, time in batches, "
+                             "depth in blocks); three numbers >= 0.");
+        t.push_back(s);
+    }
+    // ---- spike detection
+    t.push_back(spec("nt0min", T::Int, none(), 0, kInf, {}, "spike detection", "drift",
+                     "Sample index at which waveforms are aligned (None: int(20*nt/61))."));
+    t.push_back(spec("dmin", T::Float, none(), 0, kInf, {0}, "spike detection", "drift",
+                     "Vertical spacing (µm) of template centres for detection (None: from the probe)."));
+    t.push_back(spec("dminx", T::Float, fv(32), 0, kInf, {0}, "spike detection", "drift",
+                     "Horizontal spacing (µm) of template centres for detection."));
+    t.push_back(spec("min_template_size", T::Float, fv(10), 0, kInf, {0}, "spike detection", "drift",
+                     "Standard deviation (µm) of the smallest spatial envelope of the universal templates."));
+    t.push_back(spec("template_sizes", T::Int, iv(5), 1, kInf, {}, "spike detection", "drift",
+                     "Number of universal template sizes (multiples of min_template_size)."));
+    t.push_back(spec("nearest_chans", T::Int, iv(10), 1, kInf, {}, "spike detection", "drift",
+                     "Number of nearest channels considered when finding local maxima in detection."));
+    t.push_back(spec("nearest_templates", T::Int, iv(100), 1, kInf, {}, "spike detection", "drift",
+                     "Number of nearest template locations considered when finding local maxima."));
+    t.push_back(spec("max_channel_distance", T::Float, fv(32), 1, kInf, {}, "spike detection", "drift",
+                     "Templates farther than this (µm) from their nearest channel are not used."));
+    t.push_back(spec("max_peels", T::Int, iv(100), 1, 10000, {}, "spike detection", "match",
+                     "Iterations of the matching pursuit over each batch in template matching."));
+    t.push_back(spec("templates_from_data", T::Bool, bv(true), 0, 0, {}, "spike detection", "drift",
+                     "Learn the single-channel template shapes from the data (else predefined shapes)."));
+    t.push_back(spec("n_templates", T::Int, iv(6), 1, kInf, {}, "spike detection", "drift",
+                     "Number of single-channel templates of the universal templates."));
+    t.push_back(spec("n_pcs", T::Int, iv(6), 1, kInf, {}, "spike detection", "drift",
+                     "Number of single-channel principal components for spike features."));
+    t.push_back(spec("Th_single_ch", T::Float, fv(6), 0, kInf, {0}, "spike detection", "drift",
+                     "Single-channel threshold (whitened SD) for collecting waveforms to learn templates."));
+    // ---- clustering
+    t.push_back(spec("acg_threshold", T::Float, fv(0.2), 0, kInf, {0}, "clustering", "curate",
+                     "Allowed fraction of refractory violations in the ACG relative to baseline; assigns 'good'."));
+    t.push_back(spec("ccg_threshold", T::Float, fv(0.25), 0, kInf, {0}, "clustering", "cluster",
+                     "Allowed fraction of refractory violations in the CCG relative to baseline; splits and merges."));
+    t.push_back(spec("cluster_neighbors", T::Int, iv(10), 2, kInf, {}, "clustering", "cluster",
+                     "Nearest neighbours per spike in the clustering graph."));
+    t.push_back(spec("cluster_downsampling", T::Int, iv(1), 1, kInf, {}, "clustering", "cluster",
+                     "Inverse fraction of spikes used as landmarks in clustering (capped by max_cluster_subset)."));
+    t.push_back(spec("max_cluster_subset", T::Int, iv(25000), 1, kInf, {kInf}, "clustering", "cluster",
+                     "Maximum number of landmark spikes per clustering centre (None: no limit).", true));
+    t.push_back(spec("x_centers", T::Int, none(), 1, kInf, {}, "clustering", "cluster",
+                     "Number of x positions of clustering centres (None: from the channel density)."));
+    t.push_back(spec("cluster_init_seed", T::Int, iv(5), 0, kInf, {}, "clustering", "cluster",
+                     "Seed of the clustering initialisation (Kilosort4 hard-codes 5)."));
+    // ---- postprocessing
+    t.push_back(spec("duplicate_spike_ms", T::Float, fv(0.25), 0, kInf, {}, "postprocessing", "final",
+                     "Spikes of one unit closer than this (ms) are duplicates and removed; 0 disables."));
+    t.push_back(spec("position_limit", T::Float, fv(100), 0, kInf, {}, "postprocessing", "final",
+                     "Maximum channel distance (µm) used to estimate spike positions."));
+
+    // ---- ks-tools' own settings (Kilosort4's run_kilosort arguments and additions)
+    auto own = [&](SettingSpec s) {
+        s.ks4 = false;
+        t.push_back(std::move(s));
+    };
+    {
+        SettingSpec s = spec("data_dtype", T::String, sv("int16"), 0, 0, {}, "", "filter",
+                             "Sample type of the recording file: int16, uint16, int32 or float32.");
+        s.choices = {"int16", "uint16", "int32", "float32"};
+        own(s);
+    }
+    own(spec("invert_sign", T::Bool, bv(false), 0, 0, {}, "", "filter",
+             "Multiply the data by -1 (for recordings whose spikes are positive-going)."));
+    {
+        SettingSpec s = spec("common_reference", T::String, sv("median"), 0, 0, {}, "", "filter",
+                             "Common reference per shank after removing each channel's mean: median "
+                             "(Kilosort4's), mean, or none.");
+        s.choices = {"median", "mean", "none"};
+        own(s);
+    }
+    return t;
+}
+
+}  // namespace
+
+const std::vector<SettingSpec>& Settings::table() {
+    static const std::vector<SettingSpec> t = build_table();
+    return t;
+}
+
+const std::vector<std::string>& pipeline_stages() {
+    static const std::vector<std::string> s = {"filter", "whiten", "drift",  "detect", "cluster",
+                                               "match",  "final",  "curate", "phy"};
+    return s;
+}
+
+}  // namespace ks

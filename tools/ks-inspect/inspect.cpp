@@ -1,0 +1,187 @@
+#include "inspect.hpp"
+
+#include <cmath>
+#include <cerrno>
+#include <memory>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ks/device.hpp"
+#include "ks/error.hpp"
+#include "ks/json.hpp"
+#include "ks/log.hpp"
+#include "ks/output_file.hpp"
+#include "ks/probe.hpp"
+#include "ks/provenance.hpp"
+#include "ks/recording.hpp"
+#include "ks/settings.hpp"
+#include "ks/version.hpp"
+
+namespace ks::inspect {
+namespace {
+
+std::string absolute(const std::string& p) {
+    if (!p.empty() && p[0] == '/') return p;
+    char buf[4096];
+    return getcwd(buf, sizeof buf) ? std::string(buf) + "/" + p : p;
+}
+
+// Rewrites `path` only when the content differs, so its timestamp tells Make "changed".
+bool write_if_changed(const std::string& path, const std::string& content) {
+    struct stat st {};
+    if (stat(path.c_str(), &st) == 0) {
+        try {
+            if (read_text_file(path) == content) return false;
+        } catch (const Error&) {
+        }
+    }
+    write_file_atomic(path, content);
+    return true;
+}
+
+void make_dir(const std::string& d) {
+    if (mkdir(d.c_str(), 0777) != 0 && errno != EEXIST) throw Error(Exit::usage, errno_message("cannot create " + d));
+}
+
+}  // namespace
+
+std::string settings_listing() {
+    std::string out;
+    out += log::format("%-22s %-10s %-12s %-8s %-32s %s\n", "name", "default", "type", "stage", "allowed", "description");
+    for (const auto& s : Settings::table()) {
+        const char* type = s.type == SettingType::Int ? "int" : s.type == SettingType::Float ? "float"
+                         : s.type == SettingType::Bool ? "bool" : s.type == SettingType::FloatList ? "list" : "string";
+        std::string allowed;
+        if (s.type == SettingType::Int || s.type == SettingType::Float || s.type == SettingType::FloatList) {
+            auto num = [](double v) { return std::isinf(v) ? std::string(v > 0 ? "inf" : "-inf") : json_number(v); };
+            allowed = "[" + num(s.min) + ", " + num(s.max) + "]";
+            for (double e : s.exclude) allowed += " !=" + num(e);
+        } else if (!s.choices.empty()) {
+            for (const auto& c : s.choices) allowed += (allowed.empty() ? "" : "|") + c;
+        } else if (s.type == SettingType::Bool) {
+            allowed = "true|false";
+        }
+        if (s.nullable) allowed += " or None";
+        out += log::format("%-22s %-10s %-12s %-8s %-32s %s%s\n", s.name.c_str(),
+                           Settings::value_to_string(s, s.default_value).c_str(), type, s.stage.c_str(),
+                           allowed.c_str(), s.ks4 ? "" : "[ks-tools] ", s.description.c_str());
+    }
+    return out;
+}
+
+std::string probe_listing() {
+    std::string out;
+    for (const auto& n : Probe::builtin_probe_names()) {
+        if (n.find('<') != std::string::npos) {  // a family such as linear<N>
+            out += log::format("%-24s N channels in one column (e.g. linear32)\n", n.c_str());
+            continue;
+        }
+        const Probe p = Probe::builtin(n);
+        out += log::format("%-24s %4d channels, %d shank%s\n", n.c_str(), p.n_chan(), p.n_shanks(),
+                           p.n_shanks() == 1 ? "" : "s");
+    }
+    return out;
+}
+
+Summary run(Cli& cli) {
+    Settings& settings = cli.settings();
+    const std::string rec_path = cli.get("--rec");
+    const std::string probe_spec = cli.get("--probe");
+    if (!cli.work_dir().empty() && (rec_path.empty() || probe_spec.empty()))
+        throw Error(Exit::usage, "--work needs --rec and --probe (the run configuration names both)");
+
+    RecordingMetadata meta;
+    if (!rec_path.empty()) {
+        meta = find_recording_metadata(rec_path);
+        apply_metadata(meta, settings);
+    }
+    std::unique_ptr<Probe> probe;
+    if (!probe_spec.empty()) probe = std::make_unique<Probe>(Probe::load(probe_spec));
+    std::unique_ptr<Recording> rec;
+    if (!rec_path.empty()) {
+        if (!probe) throw Error(Exit::usage, "--rec needs --probe (which file rows are ephys channels, and where)");
+        check_probe_against_metadata(meta, *probe);
+        rec = std::make_unique<Recording>(rec_path, settings, *probe);
+    }
+    const Device dev = Device::open(cli.device_name(), cli.threads());
+
+    Summary s;
+    JsonWriter j(2);
+    j.begin_object();
+    j.key("format").value("ks-inspect").key("ks_version").value(std::string(KS_VERSION));
+    std::string& t = s.text;
+    FileIdentity id;
+    if (rec) {
+        const RecordingInfo& ri = rec->info();
+        id = file_identity(rec_path);
+        t += log::format("recording   %s\n", ri.path.c_str());
+        t += log::format("            %s, %d channels in the file, %.6g Hz, %lld samples (%.2f s)\n", dtype_name(ri.dtype),
+                         ri.n_chan_bin, ri.fs, static_cast<long long>(ri.n_samples_file),
+                         static_cast<double>(ri.n_samples_file) / ri.fs);
+        t += log::format("            sorted range: samples [%lld, %lld) = %.2f s\n", static_cast<long long>(ri.imin),
+                         static_cast<long long>(ri.imax), ri.duration_s());
+        if (!meta.source.empty()) t += log::format("            metadata: %s (%s)\n", meta.source_path.c_str(), meta.source.c_str());
+        if (meta.uv_per_bit) t += log::format("            %.6g µV per bit\n", *meta.uv_per_bit);
+        j.key("recording").begin_object();
+        j.key("path").value(absolute(ri.path)).key("dtype").value(std::string(dtype_name(ri.dtype)));
+        j.key("n_chan_bin").value(ri.n_chan_bin).key("fs").value(ri.fs);
+        j.key("n_samples_file").value(ri.n_samples_file).key("imin").value(ri.imin).key("imax").value(ri.imax);
+        j.key("duration_s").value(ri.duration_s());
+        j.key("identity").begin_object().key("size").value(id.size).key("hash").value(id.hash).key("sampled").value(id.sampled).end_object();
+        j.key("metadata").begin_object().key("source").value(meta.source).key("path").value(meta.source_path);
+        j.key("uv_per_bit");
+        if (meta.uv_per_bit) j.value(*meta.uv_per_bit); else j.null();
+        j.end_object();
+        j.end_object();
+    }
+    if (probe) {
+        double ymin = INFINITY, ymax = -INFINITY;
+        for (double y : probe->yc) ymin = std::min(ymin, y), ymax = std::max(ymax, y);
+        t += log::format("probe       %s: %d channels, %d shank%s, depth %.0f to %.0f µm\n", probe->name.c_str(),
+                         probe->n_chan(), probe->n_shanks(), probe->n_shanks() == 1 ? "" : "s", ymin, ymax);
+        j.key("probe").begin_object().key("name").value(probe->name).key("n_chan").value(probe->n_chan());
+        j.key("n_shanks").value(probe->n_shanks()).end_object();
+    }
+    const auto changed = settings.changed();
+    t += "settings    ";
+    if (changed.empty()) t += "all Kilosort4 defaults\n";
+    for (std::size_t i = 0; i < changed.size(); ++i) {
+        const SettingSpec* sp = Settings::find(changed[i]);
+        t += log::format("%s%s = %s (%s)\n", i ? "            " : "", changed[i].c_str(),
+                         Settings::value_to_string(*sp, settings.value(changed[i])).c_str(), settings.origin(changed[i]).c_str());
+    }
+    t += log::format("device      %s: %s\n", dev.describe().c_str(), dev.why().c_str());
+    const GpuInfo& g = gpu_info();
+    t += log::format("            CUDA backend %s\n", g.compiled ? "compiled in" : "not compiled in");
+    j.key("settings").raw(settings.to_json("", 0));
+    j.key("changed").begin_array();
+    for (const auto& c : changed) j.value(c);
+    j.end_array();
+    j.key("device").begin_object().key("kind").value(std::string(dev.is_cuda() ? "cuda" : "cpu"));
+    j.key("description").value(dev.describe()).key("why").value(dev.why()).key("cuda_compiled").value(g.compiled).end_object();
+    j.end_object();
+    s.json = j.str() + "\n";
+
+    if (!cli.work_dir().empty()) {
+        const std::string work = cli.work_dir();
+        write_if_changed(work + "/probe.json", probe->to_json() + "\n");
+        write_if_changed(work + "/run.json", s.json);
+        make_dir(work + "/config");
+        int rewritten = 0;
+        for (const auto& stage : pipeline_stages()) {
+            JsonWriter c(2);
+            c.begin_object().key("stage").value(stage);
+            // Content identity, not path or timestamp: touching or moving the file reruns nothing.
+            c.key("recording").begin_object().key("size").value(id.size);
+            c.key("hash").value(id.hash).key("sampled").value(id.sampled).end_object();
+            c.key("probe").raw(probe->to_json());
+            c.key("settings").raw(settings.to_json(stage, 2));
+            c.end_object();
+            rewritten += write_if_changed(work + "/config/" + stage + ".json", c.str() + "\n") ? 1 : 0;
+        }
+        log::info("run configuration in %s (%d of %zu stage configs changed)", work.c_str(), rewritten, pipeline_stages().size());
+    }
+    return s;
+}
+
+}  // namespace ks::inspect
