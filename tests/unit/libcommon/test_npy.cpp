@@ -10,6 +10,7 @@
 #include <limits>
 #include <map>
 
+#include "test_support.hpp"
 #include "ks/dtype.hpp"
 #include "ks/error.hpp"
 #include "ks/npy.hpp"
@@ -19,20 +20,7 @@ using ks::Dtype;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "ks_npy_XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
+using ks::test::TempDir;
 
 bool have_numpy() { return std::system(KS_PYTHON " -c 'import numpy' >/dev/null 2>&1") == 0; }
 bool have_zstd() { return std::system("zstd --version >/dev/null 2>&1") == 0; }

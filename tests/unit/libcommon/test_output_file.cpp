@@ -8,6 +8,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "test_support.hpp"
 #include "ks/error.hpp"
 #include "ks/output_file.hpp"
 
@@ -15,20 +16,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "ks_output_file_XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
+using ks::test::TempDir;
 
 std::string slurp(const std::string& path) {
     std::ifstream in(path, std::ios::binary);

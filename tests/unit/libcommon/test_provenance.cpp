@@ -10,6 +10,7 @@
 #include <set>
 #include <unistd.h>
 
+#include "test_support.hpp"
 #include "ks/error.hpp"
 #include "ks/output_file.hpp"
 #include "ks/provenance.hpp"
@@ -19,20 +20,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "ks_provenance_XXXXXX";
-        if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() { fs::remove_all(path_); }
-    std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
+using ks::test::TempDir;
 
 bool have_python() { return std::system(KS_PYTHON " -c 'import json' >/dev/null 2>&1") == 0; }
 

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "test_support.hpp"
 #include "ks/error.hpp"
 #include "ks/recording.hpp"
 
@@ -32,26 +33,7 @@ using ks::Probe;
 using ks::Recording;
 using ks::Settings;
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "ks_recording_XXXXXX";
-        std::vector<char> buf(tmpl.begin(), tmpl.end());
-        buf.push_back('\0');
-        const char* made = ::mkdtemp(buf.data());
-        if (!made) throw std::runtime_error("mkdtemp failed");
-        path_ = made;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-};
+using ks::test::TempDir;
 
 Probe make_probe(const std::vector<int>& rows) {
     Probe p;

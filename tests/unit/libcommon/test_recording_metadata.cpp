@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "test_support.hpp"
 #include "ks/error.hpp"
 #include "ks/recording.hpp"
 
@@ -28,25 +29,7 @@ const std::string kValid = kExamples + "/valid";
 const std::string kInvalid = kExamples + "/invalid";
 const std::string kStream = "Rhythm_FPGA-100.0";
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = ::testing::TempDir() + "ks_recmeta_XXXXXX";
-        std::vector<char> buf(tmpl.begin(), tmpl.end());
-        buf.push_back('\0');
-        const char* made = ::mkdtemp(buf.data());
-        if (!made) throw std::runtime_error("mkdtemp failed");
-        path_ = made;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path_, ec);
-    }
-    std::string file(const std::string& name) const { return (fs::path(path_) / name).string(); }
-
-private:
-    std::string path_;
-};
+using ks::test::TempDir;
 
 void write_text(const std::string& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary);
