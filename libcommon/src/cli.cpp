@@ -32,6 +32,13 @@ const std::vector<OptionSpec>& common_options() {
     return o;
 }
 
+// Whether a common option applies to this tool.
+bool offered(const ToolSpec& spec, const std::string& name) {
+    if (name == "--work") return spec.uses_work_dir;
+    if (name == "--params" || name == "--set" || name == "--device") return spec.uses_settings;
+    return true;
+}
+
 std::string quote_arg(const std::string& a) {
     if (!a.empty() && a.find_first_of(" \t\n'\"\\$`*?[]{}()<>|&;") == std::string::npos) return a;
     std::string q = "'";
@@ -74,7 +81,7 @@ std::string usage_text(const ToolSpec& spec) {
     out += "\nCommon options:\n";
     std::vector<OptionSpec> common;
     for (const auto& o : common_options())
-        if (o.name != "--work" || spec.uses_work_dir) common.push_back(o);
+        if (offered(spec, o.name)) common.push_back(o);
     append_options(out, common);
     if (!spec.stages.empty()) {
         const std::string table = Settings::help_for_stages(spec.stages);
@@ -96,7 +103,7 @@ Cli parse_command_line(const ToolSpec& spec, const std::vector<std::string>& arg
         for (const auto& o : spec.options)
             if (o.name == name) return &o;
         for (const auto& o : common_options())
-            if (o.name == name && (name != "--work" || spec.uses_work_dir)) return &o;
+            if (o.name == name && offered(spec, name)) return &o;
         return nullptr;
     };
     std::vector<std::string> sets;

@@ -39,6 +39,7 @@ int main(int argc, char** argv) {
     spec.usage = kUsage;
     spec.uses_work_dir = false;
     spec.takes_lock = false;
+    spec.uses_settings = false;
     spec.options = {
         {"--gt", "DIR", "ground truth: a ks-sim folder or its gt/ folder (required)"},
         {"--sorting", "DIR", "the sorting: a Phy folder or a work folder with phy/ (required)"},

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
     spec.usage = kUsage;
     spec.uses_work_dir = false;
     spec.takes_lock = false;
+    spec.uses_settings = false;  // its own options, not Kilosort settings
     spec.epilog = kEpilog;
     spec.options = {
         {"--out", "DIR", "output folder (created; a former ks-sim output there is replaced)"},
@@ -56,10 +57,6 @@ int main(int argc, char** argv) {
         {"--n-chan-bin", "N", "rows in recording.bin [max(chanMap)+1]"},
     };
     return ks::run_tool(spec, argc, argv, [&spec](ks::Cli& cli) {
-        bool any_setting = !cli.params_files().empty();
-        for (const auto& s : ks::Settings::table()) any_setting |= cli.settings().origin(s.name) != "default";
-        if (any_setting)
-            throw ks::Error(ks::Exit::usage, "--set/--params: ks-sim takes no Kilosort settings; use its own options (--fs, ...)");
         if (!cli.has("--out")) throw ks::Error(ks::Exit::usage, "--out DIR is required");
         std::vector<std::pair<std::string, std::string>> opts;
         for (const auto& o : spec.options)

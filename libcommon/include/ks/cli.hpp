@@ -26,6 +26,7 @@ struct ToolSpec {
     std::vector<std::string> stages;     // settings of these stages are listed in --help
     bool uses_work_dir = true;           // --work accepted (and the lock + log file taken when writing)
     bool takes_lock = true;              // hold the work-folder lock while running
+    bool uses_settings = true;           // --params/--set/--device accepted (tools that sort)
     bool positional = false;             // accepts positional arguments
     std::string positional_help;         // e.g. "FILE..."
     std::string epilog;                  // extra help text (outputs, examples)
