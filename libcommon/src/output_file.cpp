@@ -66,6 +66,13 @@ int64_t OutputFile::tell() const {
     return static_cast<int64_t>(ftello(f_));
 }
 
+void OutputFile::start_writeback() {
+    KS_ASSERT(f_ && !committed_, "writeback of a closed OutputFile " + path_);
+    if (std::fflush(f_) != 0) write_failed(path_, errno);
+    // Asynchronous: queues dirty pages for writing and returns. Not an error where unsupported.
+    sync_file_range(fileno(f_), 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 void OutputFile::commit() {
     KS_ASSERT(f_ && !committed_, "commit of a closed OutputFile " + path_);
     // Buffered data and delayed allocation can fail only now: check every step.

@@ -184,6 +184,7 @@ SessionResult write_session(const Config& cfg, const Population& pop, int s, con
                 rec.write(rows[j].data(), static_cast<size_t>(n) * R * sizeof(int16_t));
                 progress.advance(1);
             }
+            rec.start_writeback();  // so commit()'s fsync does not wait for the whole file
         }
         rec.commit();
         progress.finish();

@@ -21,6 +21,9 @@ public:
     void seek(int64_t offset);   // absolute position (for header rewrites)
     int64_t tell() const;
     void commit();               // flush, fsync, close, rename; throws Error(resources)
+    // Starts writing what was written so far to disk without waiting (large streamed outputs:
+    // spreads the final fsync of commit() over the run). Call every few tens of MB.
+    void start_writeback();
     const std::string& path() const { return path_; }
     const std::string& partial_path() const { return partial_; }
 
