@@ -85,7 +85,9 @@ SettingValue parse_text(const SettingSpec& spec, const std::string& raw, const s
     const std::string text = trim(raw);
     const std::string lt = lower(text);
     SettingValue v;
-    if (lt == "none" || lt == "null") {
+    // A string setting may have "none" among its choices (common_reference=none): that is the string.
+    const bool is_choice = std::find(spec.choices.begin(), spec.choices.end(), text) != spec.choices.end();
+    if ((lt == "none" || lt == "null") && !is_choice) {
         if (!spec.nullable) bad(origin, "setting " + spec.name + " cannot be None (it must be " + type_name(spec.type) + ")");
         return v;  // none
     }

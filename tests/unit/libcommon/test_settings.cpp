@@ -81,6 +81,8 @@ TEST(Settings, SetFromStringParsesEachType) {
     s.set_from_string("tmax=inf");
     s.set_from_string("templates_from_data=False");
     s.set_from_string("drift_smoothing=[1, 0.5, 2]");
+    s.set_from_string("common_reference=none");  // a choice named none is the string, not None
+    EXPECT_EQ(s.get_string("common_reference"), "none");
     s.set_from_string("common_reference=mean");
     s.set_from_string("shift=-3.5");
     s.set_from_string("max_cluster_subset=None");

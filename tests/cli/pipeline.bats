@@ -1,0 +1,42 @@
+#!/usr/bin/env bats
+# Makefile.pipeline: a run, a no-op rerun, and stage-selective reruns decided by settings and
+# recording content (not timestamps).
+load helpers
+
+setup() {
+  common_setup
+  MK="make --no-print-directory -f $KS_SOURCE_DIR/Makefile.pipeline KS_BIN=$KS_BIN_DIR"
+  "$KS_BIN_DIR/ks-sim" --preset smoke --duration 3 --seed 2 --out sim -q
+}
+
+ran() { grep -c "$1 --" <<<"$output" || true; }
+
+@test "a run makes the stages; an identical rerun runs none" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ]
+  [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ]
+}
+
+@test "touching the recording reruns nothing; a whitening setting reruns whitening only" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  touch sim/recording.bin
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="whitening_range=8"
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 1 ]
+}
+
+@test "a filter setting reruns filtering and what follows" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="highpass_cutoff=250"
+  [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ]
+}
+
+@test "a bad setting stops the pipeline with exit code and message, and no stage output" {
+  run $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="nskip=0"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"nskip"* ]]
+  [ ! -e w/filter/filter.json ]
+}
