@@ -10,4 +10,4 @@ make -f Makefile.pipeline KS_BIN="$PWD/build/bin"
 echo
 echo "demo.sh: done in $(( $(date +%s) - start )) s"
 echo "  simulated recording and ground truth: $PWD/ks-demo/"
-echo "  sorting work folder:                  $PWD/ks-demo.ks/ (run.json, config/, ks-tools.log)"
+echo "  sorting work folder:                  $PWD/ks-demo.ks/ (run.json, config/, filter/, whiten/, ks-tools.log)"
