@@ -111,7 +111,10 @@ Cli parse_command_line(const ToolSpec& spec, const std::vector<std::string>& arg
         std::string a = args[i];
         if (a == "-q") a = "--quiet";
         else if (a == "-v") a = "--verbose";
-        else if (a == "-vv") { cli.verbosity_ += 2; continue; }
+        else if (a.size() > 2 && a[0] == '-' && a[1] == 'v' && a.find_first_not_of('v', 1) == std::string::npos) {
+            cli.verbosity_ += static_cast<int>(a.size()) - 1;  // -vv, -vvv
+            continue;
+        }
         else if (a == "-h") a = "--help";
         if (a.size() < 2 || a[0] != '-' || a == "-") {
             if (!spec.positional) throw Error(Exit::usage, "unexpected argument '" + a + "' (see --help)");
@@ -143,6 +146,11 @@ Cli parse_command_line(const ToolSpec& spec, const std::vector<std::string>& arg
             if (i + 1 >= args.size()) throw Error(Exit::usage, "option " + a + " needs a value (" + o->metavar + ")");
             value = args[++i];
         }
+        // An empty value is almost always an unset shell variable ($REC): never read it as "not given".
+        if (value.empty()) throw Error(Exit::usage, "option " + a + " has an empty value (expected " + o->metavar + ")");
+        if ((a == "--work" || a == "--device" || a == "--threads") && cli.options_.count(a))
+            throw Error(Exit::usage, "option " + a + " given twice");
+        if (a == "--work" || a == "--device" || a == "--threads") cli.options_[a].push_back(value);
         if (a == "--work") cli.work_dir_ = value;
         else if (a == "--params") cli.params_files_.push_back(value);
         else if (a == "--set") sets.push_back(value);
@@ -165,6 +173,7 @@ Cli parse_command_line(const ToolSpec& spec, const std::vector<std::string>& arg
     // Settings: files in order, then --set (wins).
     for (const auto& f : cli.params_files_) cli.settings_.load_json_file(f);
     for (const auto& s : sets) cli.settings_.set_from_string(s);
+    if (spec.uses_settings) cli.settings_.check_consistency();
     return cli;
 }
 

@@ -108,8 +108,12 @@ WorkLock::WorkLock(const std::string& work_dir, const std::string& tool) {
         w.key("host").value(std::string(host)).key("since").value(std::string(since)).key("token").value(token_);
         w.end_object();
         const std::string rec = w.str() + "\n";
-        if (ftruncate(fd, 0) != 0 || pwrite(fd, rec.data(), rec.size(), 0) != static_cast<ssize_t>(rec.size()))
-            throw Error(Exit::resources, errno_message("cannot write lock file " + path_));
+        if (ftruncate(fd, 0) != 0 || pwrite(fd, rec.data(), rec.size(), 0) != static_cast<ssize_t>(rec.size())) {
+            const std::string msg = errno_message("cannot write lock file " + path_);
+            fd_ = -1;
+            close(fd);
+            throw Error(Exit::resources, msg);
+        }
         return;
     }
     throw Error(Exit::locked, work_dir + ": could not take the lock after 20 attempts (many processes racing?)");

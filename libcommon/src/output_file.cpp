@@ -26,6 +26,11 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 OutputFile::OutputFile(const std::string& path) : path_(path), partial_(path + ".partial") {
+    // Checked before anything is created: the rename at commit() would fail only after all the work.
+    if (path.empty() || path.back() == '/') throw Error(Exit::usage, "output path '" + path + "' is not a file name");
+    struct stat existing {};
+    if (stat(path.c_str(), &existing) == 0 && S_ISDIR(existing.st_mode))
+        throw Error(Exit::usage, "cannot write " + path + ": it is a folder; expected a file path");
     // "wb" truncates a .partial left behind by a killed run.
     f_ = std::fopen(partial_.c_str(), "wb");
     if (f_) return;
@@ -81,8 +86,12 @@ void OutputFile::commit() {
     std::FILE* f = f_;
     f_ = nullptr;  // closed below whatever happens; the destructor then only removes the partial
     if (std::fclose(f) != 0) write_failed(path_, errno);
-    if (std::rename(partial_.c_str(), path_.c_str()) != 0)
-        throw Error(Exit::resources, "cannot rename " + partial_ + " to " + path_ + ": " + std::strerror(errno));
+    if (std::rename(partial_.c_str(), path_.c_str()) != 0) {
+        const int err = errno;
+        const bool user_fixable = err == EISDIR || err == ENOTDIR || err == EACCES || err == EPERM || err == EROFS;
+        throw Error(user_fixable ? Exit::usage : Exit::resources,
+                    "cannot rename " + partial_ + " to " + path_ + ": " + std::strerror(err));
+    }
     committed_ = true;
     // Make the rename itself durable; failure here loses nothing already visible, so ignore it.
     const int dfd = ::open(parent_dir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);

@@ -376,18 +376,21 @@ void apply_metadata(const RecordingMetadata& meta, Settings& settings) {
 
 void check_probe_against_metadata(const RecordingMetadata& meta, const Probe& probe) {
     if (!meta.n_ephys_channels) return;
+    const int n_ephys = *meta.n_ephys_channels;
     const std::string probe_name = probe.name.empty() ? std::string("probe") : probe.name;
-    if (probe.n_chan() < *meta.n_ephys_channels) {
-        throw Error(Exit::usage, log::format("%s: %d channels, but %s says the file holds %d ephys channels; use a "
-                                             "probe that lists all of them",
-                                             probe_name.c_str(), probe.n_chan(), meta.source_path.c_str(),
-                                             *meta.n_ephys_channels));
+    // SpikeGLX saves the ephys rows first and the sync row(s) after them: a probe row at or past
+    // the ephys count would sort the sync channel as neural data.
+    for (int row : probe.chanMap) {
+        if (row >= n_ephys)
+            throw Error(Exit::usage, log::format("%s: uses file row %d, but %s says only rows 0..%d hold ephys channels "
+                                                 "(row %d is a sync/non-ephys channel)",
+                                                 probe_name.c_str(), row, meta.source_path.c_str(), n_ephys - 1, row));
     }
-    if (probe.n_chan() > *meta.n_ephys_channels) {
-        log::warn("%s: %d channels, but %s says the file holds only %d ephys channels; the others (e.g. the sync "
-                  "channel) will be sorted as if they were neural data",
-                  probe_name.c_str(), probe.n_chan(), meta.source_path.c_str(), *meta.n_ephys_channels);
-    }
+    // Fewer is how channel maps leave out reference or broken sites (Kilosort's `connected`),
+    // so it is allowed; say how many ephys rows go unsorted so a wrong probe is noticed.
+    if (probe.n_chan() < n_ephys)
+        log::warn("%s: %d channels, but %s says the file holds %d ephys channels; %d ephys rows will not be sorted",
+                  probe_name.c_str(), probe.n_chan(), meta.source_path.c_str(), n_ephys, n_ephys - probe.n_chan());
 }
 
 }  // namespace ks

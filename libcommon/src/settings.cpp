@@ -336,6 +336,20 @@ std::vector<double> Settings::get_list(const std::string& name) const {
 }
 std::string Settings::get_string(const std::string& name) const { return need(*this, name, SettingType::String).s; }
 
+void Settings::check_consistency() const {
+    const int64_t nt = get_int("nt");
+    auto who = [&](const std::string& name) {
+        return name + " = " + value_to_string(*find(name), value(name)) + " (" + origin(name) + ")";
+    };
+    if (nt % 2 == 0) throw Error(Exit::usage, who("nt") + ": must be odd, so waveforms have a centre sample (Kilosort4 uses 61)");
+    if (!is_none("nt0min") && get_int("nt0min") >= nt)
+        throw Error(Exit::usage, who("nt0min") + " must be smaller than " + who("nt"));
+    if (get_int("batch_size") < nt)
+        throw Error(Exit::usage, who("batch_size") + " must be at least " + who("nt") + " (the padding of each batch)");
+    if (get_float("tmin") >= get_float("tmax"))
+        throw Error(Exit::usage, who("tmin") + " must be smaller than " + who("tmax"));
+}
+
 static bool same_value(const SettingSpec& spec, const SettingValue& a, const SettingValue& b) {
     if (a.none || b.none) return a.none == b.none;
     switch (spec.type) {

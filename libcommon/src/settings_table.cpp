@@ -122,8 +122,12 @@ std::vector<SettingSpec> build_table() {
                      "Maximum number of landmark spikes per clustering centre (None: no limit).", true));
     t.push_back(spec("x_centers", T::Int, none(), 1, kInf, {}, "clustering", "cluster",
                      "Number of x positions of clustering centres (None: from the channel density)."));
-    t.push_back(spec("cluster_init_seed", T::Int, iv(5), 0, kInf, {}, "clustering", "cluster",
-                     "Seed of the clustering initialisation (Kilosort4 hard-codes 5)."));
+    {
+        SettingSpec s = spec("cluster_init_seed", T::Int, iv(5), 0, kInf, {}, "", "cluster",
+                             "Seed of the clustering initialisation (Kilosort4 hard-codes 5).");
+        s.ks4 = false;  // not in Kilosort4's parameter table
+        t.push_back(s);
+    }
     // ---- postprocessing
     t.push_back(spec("duplicate_spike_ms", T::Float, fv(0.25), 0, kInf, {}, "postprocessing", "final",
                      "Spikes of one unit closer than this (ms) are duplicates and removed; 0 disables."));

@@ -160,8 +160,10 @@ void validate(const Config& c) {
     check(c.noise_length_um > 0 && c.noise_length_um <= 1000, "noise-length-um", c.noise_length_um, "0 < µm <= 1000");
     check(c.lfp_uv >= 0 && c.lfp_uv <= 5000, "lfp-uv", c.lfp_uv, "0 to 5000 µV");
     check(c.artifact_rate_hz >= 0 && c.artifact_rate_hz <= 10, "artifact-rate", c.artifact_rate_hz, "0 to 10 Hz");
-    for (double v : {c.drift.rigid_um, c.drift.step_um, c.drift.jitter_um, c.drift.nonrigid_um})
-        check(v >= 0 && v <= 500, "drift-um", v, "0 to 500 µm");
+    check(c.drift.rigid_um >= 0 && c.drift.rigid_um <= 500, "drift-um", c.drift.rigid_um, "0 to 500 µm");
+    check(c.drift.step_um >= 0 && c.drift.step_um <= 500, "step-um", c.drift.step_um, "0 to 500 µm");
+    check(c.drift.jitter_um >= 0 && c.drift.jitter_um <= 500, "jitter-um", c.drift.jitter_um, "0 to 500 µm");
+    KS_ASSERT(c.drift.nonrigid_um >= 0 && c.drift.nonrigid_um <= 500, "nonrigid drift set by presets only");
     check(c.uv_per_bit > 0 && c.uv_per_bit <= 1e6, "uv-per-bit", c.uv_per_bit, "a positive scale");
     check(c.adc_bits >= 2 && c.adc_bits <= 16, "adc-bits", c.adc_bits, "2 to 16 bits");
     check(c.sessions >= 1 && c.sessions <= 100, "sessions", c.sessions, "1 to 100");
@@ -171,7 +173,11 @@ void validate(const Config& c) {
     if (c.probe.n_chan() < 1) throw Error(Exit::usage, "--probe " + c.probe_source + ": no channels");
     c.probe.validate(c.probe_source);
     int rows = 0;
-    for (int r : c.probe.chanMap) rows = std::max(rows, r + 1);
+    for (int r : c.probe.chanMap) {
+        // The file holds every row up to the highest one the probe names: keep that sane.
+        if (r >= 65536) throw Error(Exit::usage, log::format("--probe %s: uses file row %d; ks-sim writes at most 65536 rows", c.probe_source.c_str(), r));
+        rows = std::max(rows, r + 1);
+    }
     if (c.n_chan_bin != 0 && c.n_chan_bin < rows)
         throw Error(Exit::usage, log::format("--n-chan-bin %d: the probe uses file rows up to %d", c.n_chan_bin, rows - 1));
     const int64_t n = static_cast<int64_t>(std::llround(c.duration_s * c.fs_hz));

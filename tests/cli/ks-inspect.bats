@@ -75,15 +75,17 @@ setup() {
   [[ "$stderr" == *"big.json"* ]]
 }
 
-@test "probe with fewer channels than SpikeGLX metadata declares: exit 2" {
-  cp rec.bin run_g0_t0.imec0.ap.bin
-  printf 'imSampRate=30000\nnSavedChans=8\nsnsApLfSy=8,0,0\nfileSizeBytes=48000\n' > run_g0_t0.imec0.ap.meta
-  make_probe small.json 4
-  run --separate-stderr -2 "$KS" --rec run_g0_t0.imec0.ap.bin --probe small.json
-  [[ "$stderr" == *"small.json"* ]]
-  # the right probe: fs and n_chan_bin come from the .meta
+@test "SpikeGLX metadata: fs and n_chan_bin from the .meta; sync row rejected; fewer channels warn" {
+  make_recording run_g0_t0.imec0.ap.bin 9 3000
+  printf 'imSampRate=30000\nnSavedChans=9\nsnsApLfSy=8,0,1\nfileSizeBytes=54000\n' > run_g0_t0.imec0.ap.meta
   run -0 "$KS" --rec run_g0_t0.imec0.ap.bin --probe probe.json --json
-  assert_output --partial '"n_chan_bin": 8'
+  assert_output --partial '"n_chan_bin": 9'
+  make_probe with_sync.json 9
+  run --separate-stderr -2 "$KS" --rec run_g0_t0.imec0.ap.bin --probe with_sync.json
+  [[ "$stderr" == *"with_sync.json: uses file row 8"* ]]
+  make_probe small.json 4
+  run --separate-stderr -0 "$KS" --rec run_g0_t0.imec0.ap.bin --probe small.json
+  [[ "$stderr" == *"4 ephys rows will not be sorted"* ]]
 }
 
 @test "malformed probe files (.json, .prb, .mat): exit 2 naming the file" {

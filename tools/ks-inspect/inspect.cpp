@@ -40,7 +40,8 @@ bool write_if_changed(const std::string& path, const std::string& content) {
 }
 
 void make_dir(const std::string& d) {
-    if (mkdir(d.c_str(), 0777) != 0 && errno != EEXIST) throw Error(Exit::usage, errno_message("cannot create " + d));
+    if (mkdir(d.c_str(), 0777) != 0 && errno != EEXIST)
+        throw Error(errno == ENOSPC || errno == EDQUOT ? Exit::resources : Exit::usage, errno_message("cannot create " + d));
 }
 
 }  // namespace

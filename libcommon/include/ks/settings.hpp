@@ -75,6 +75,10 @@ public:
     const SettingValue& value(const std::string& name) const;
     const std::string& origin(const std::string& name) const;
 
+    // Rules between settings that single ranges cannot express (nt odd, nt0min < nt,
+    // batch_size >= nt, tmin < tmax). Throws Error(usage) naming the settings.
+    void check_consistency() const;
+
     // Settings whose value differs from the default.
     std::vector<std::string> changed() const;
 

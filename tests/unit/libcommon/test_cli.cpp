@@ -51,6 +51,10 @@ TEST(Cli, MisuseIsUsageError) {
     EXPECT_EQ(code_of({"--device", "gpu"}, &msg), ks::Exit::usage);
     EXPECT_EQ(code_of({"--threads", "0"}, &msg), ks::Exit::usage);
     EXPECT_EQ(code_of({"--flag=1"}, &msg), ks::Exit::usage);
+    EXPECT_EQ(code_of({"--rec", ""}, &msg), ks::Exit::usage);  // an unset $REC
+    EXPECT_NE(msg.find("empty value"), std::string::npos);
+    EXPECT_EQ(code_of({"--work", "a", "--work", "b"}, &msg), ks::Exit::usage);
+    EXPECT_EQ(code_of({"--set", "batch_size=10"}, &msg), ks::Exit::usage);  // smaller than nt
     EXPECT_EQ(code_of({"--set", "Th_lerned=3"}, &msg), ks::Exit::usage);
     EXPECT_NE(msg.find("Th_learned"), std::string::npos);
 }

@@ -313,24 +313,24 @@ TEST(ApplyMetadata, OpenEphysRecordingOpensWithNoSettings) {
     }
 }
 
-TEST(CheckProbe, FewerProbeChannelsThanEphysChannelsIsAnError) {
+TEST(CheckProbe, FewerChannelsWarnAndNonEphysRowsAreAnError) {
     const RecordingMetadata m = ks::find_recording_metadata(kValid + "/run_g0_t0.imec0.ap.bin");
+    // A channel map that leaves out sites (Kilosort's `connected`) is allowed, with a warning.
+    ::testing::internal::CaptureStderr();
+    EXPECT_NO_THROW(ks::check_probe_against_metadata(m, probe_with(32)));
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("352 ephys rows will not be sorted"), std::string::npos) << err;
+    EXPECT_NO_THROW(ks::check_probe_against_metadata(m, probe_with(384)));
+    // Row 384 is the sync channel of a 385-row NP1.0 file.
     try {
-        ks::check_probe_against_metadata(m, probe_with(32));
-        ADD_FAILURE() << "accepted";
+        ks::check_probe_against_metadata(m, probe_with(385));
+        ADD_FAILURE() << "accepted the sync row";
     } catch (const Error& e) {
         EXPECT_EQ(e.code(), Exit::usage);
         const std::string msg = e.what();
-        EXPECT_EQ(msg.rfind("probe_32.json: 32 channels, but " + m.source_path +
-                                " says the file holds 384 ephys channels",
-                            0),
-                  0u)
+        EXPECT_EQ(msg.rfind("probe_385.json: uses file row 384, but " + m.source_path + " says only rows 0..383", 0), 0u)
             << msg;
     }
-    EXPECT_NO_THROW(ks::check_probe_against_metadata(m, probe_with(384)));
-    ::testing::internal::CaptureStderr();
-    EXPECT_NO_THROW(ks::check_probe_against_metadata(m, probe_with(385)));  // sync row too: a warning
-    EXPECT_NE(::testing::internal::GetCapturedStderr().find("warning"), std::string::npos);
     EXPECT_NO_THROW(ks::check_probe_against_metadata(RecordingMetadata{}, probe_with(2)));
 }
 

@@ -190,6 +190,25 @@ TEST(Settings, JsonByStageHoldsThatStageAndEarlierOnly) {
     EXPECT_TRUE(std::isinf(t.get_float("tmax")));
 }
 
+TEST(Settings, ConsistencyBetweenSettings) {
+    std::string msg;
+    auto check = [&](std::vector<std::string> sets) {
+        ks::Settings s;
+        for (const auto& kv : sets) s.set_from_string(kv);
+        return code_of([&] { s.check_consistency(); }, &msg);
+    };
+    EXPECT_EQ(check({}), ks::Exit::ok);
+    EXPECT_EQ(check({"nt=60"}), ks::Exit::usage);
+    EXPECT_NE(msg.find("nt = 60"), std::string::npos) << msg;
+    EXPECT_EQ(check({"nt0min=61"}), ks::Exit::usage);
+    EXPECT_NE(msg.find("nt0min"), std::string::npos) << msg;
+    EXPECT_EQ(check({"batch_size=10"}), ks::Exit::usage);
+    EXPECT_NE(msg.find("batch_size = 10"), std::string::npos) << msg;
+    EXPECT_EQ(check({"tmin=2", "tmax=1"}), ks::Exit::usage);
+    EXPECT_NE(msg.find("tmin = 2"), std::string::npos) << msg;
+    EXPECT_EQ(check({"nt=81", "nt0min=26", "batch_size=81"}), ks::Exit::ok);
+}
+
 TEST(Settings, HelpListsStageSettingsWithDefaults) {
     const std::string h = ks::Settings::help_for_stages({"whiten"});
     EXPECT_NE(h.find("nskip = 25"), std::string::npos) << h;
