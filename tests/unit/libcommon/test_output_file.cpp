@@ -159,3 +159,11 @@ TEST(ReadTextFile, MissingOrFolderIsUsageNamingIt) {
     expect_error([&] { ks::read_text_file(dir / "absent.json"); }, ks::Exit::usage, dir / "absent.json");
     expect_error([&] { ks::read_text_file(dir.path()); }, ks::Exit::usage, dir.path());
 }
+
+TEST(OutputFile, FolderOrEmptyPathIsUsageBeforeAnythingIsWritten) {
+    TempDir dir;
+    expect_error([&] { ks::OutputFile f(dir.path()); }, ks::Exit::usage, dir.path());
+    EXPECT_FALSE(fs::exists(dir.path() + ".partial"));
+    EXPECT_EQ(ks::test::exit_code_of([] { ks::OutputFile f(""); }), ks::Exit::usage);
+    EXPECT_EQ(ks::test::exit_code_of([&] { ks::OutputFile f(dir.path() + "/"); }), ks::Exit::usage);
+}
