@@ -16,19 +16,10 @@ void apply_matrix(const ApplyMatrixArgs& a) {
                   a.w && a.x && a.out,
               "apply_matrix: bad arguments");
     if (a.n_samples == 0) return;
-    std::vector<int64_t> row_start(a.n_out + 1, 0);
-    std::vector<int> cols;
-    std::vector<float> vals;
-    for (int i = 0; i < a.n_out; ++i) {
-        for (int k = 0; k < a.n_in; ++k) {
-            const float w = a.w[static_cast<int64_t>(i) * a.n_in + k];
-            if (w != 0.f) {
-                cols.push_back(k);
-                vals.push_back(w);
-            }
-        }
-        row_start[i + 1] = static_cast<int64_t>(cols.size());
-    }
+    const SparseRows rows = sparse_rows(a.w, a.n_out, a.n_in);
+    const std::vector<int64_t>& row_start = rows.row_start;
+    const std::vector<int>& cols = rows.cols;
+    const std::vector<float>& vals = rows.vals;
     constexpr int64_t kBlock = 2048;  // samples per job: an output row block stays in L1
     const int64_t n_blocks = (a.n_samples + kBlock - 1) / kBlock;
     const int64_t n_jobs = n_blocks * a.n_out;

@@ -12,13 +12,7 @@
 namespace ks::kernels::cuda {
 namespace {
 
-struct DeviceBuffer {  // freed on scope exit, so an exception never leaks GPU memory
-    void* p = nullptr;
-    explicit DeviceBuffer(size_t bytes) { KS_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1)); }
-    ~DeviceBuffer() { cudaFree(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using cuda_detail::DeviceBuffer;
 
 __global__ void apply_kernel(const int64_t* row_start, const int* cols, const float* vals, const float* x,
                              int64_t n, float* out) {
@@ -37,19 +31,10 @@ void apply_matrix(const ApplyMatrixArgs& a) {
                   a.ld_out >= a.n_samples && a.w && a.x && a.out,
               "apply_matrix: bad arguments");
     if (a.n_samples == 0) return;
-    std::vector<int64_t> row_start(a.n_out + 1, 0);
-    std::vector<int> cols;
-    std::vector<float> vals;
-    for (int i = 0; i < a.n_out; ++i) {
-        for (int k = 0; k < a.n_in; ++k) {
-            const float w = a.w[static_cast<int64_t>(i) * a.n_in + k];
-            if (w != 0.f) {
-                cols.push_back(k);
-                vals.push_back(w);
-            }
-        }
-        row_start[i + 1] = static_cast<int64_t>(cols.size());
-    }
+    const SparseRows rows = sparse_rows(a.w, a.n_out, a.n_in);
+    const std::vector<int64_t>& row_start = rows.row_start;
+    const std::vector<int>& cols = rows.cols;
+    const std::vector<float>& vals = rows.vals;
     const size_t nnz = cols.size();
     // At most ~256 MiB of samples (in + out) on the device at a time.
     const int64_t per_sample = 4 * static_cast<int64_t>(a.n_in + a.n_out);

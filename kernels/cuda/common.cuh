@@ -29,3 +29,20 @@ namespace ks::cuda_detail {
 #else
 #define KS_CUDA_LAUNCHED() KS_CUDA_CHECK(cudaGetLastError())
 #endif
+
+namespace ks::cuda_detail {
+
+// Device memory freed on scope exit, so an exception never leaks GPU memory.
+struct DeviceBuffer {
+    void* p = nullptr;
+    explicit DeviceBuffer(size_t bytes) { KS_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1)); }
+    ~DeviceBuffer() { cudaFree(p); }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    template <class T>
+    T* as() const {
+        return static_cast<T*>(p);
+    }
+};
+
+}  // namespace ks::cuda_detail

@@ -19,11 +19,7 @@ __global__ void convert_kernel(const T* in, int64_t n_samples, int row_stride, c
 }
 
 // Device buffer freed on scope exit, so an exception never leaks GPU memory.
-struct DeviceBuffer {
-    void* p = nullptr;
-    explicit DeviceBuffer(size_t bytes) { KS_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1)); }
-    ~DeviceBuffer() { cudaFree(p); }
-};
+using cuda_detail::DeviceBuffer;
 
 template <class T>
 void run(const ConvertArgs& a) {

@@ -18,13 +18,7 @@ constexpr int kTs = 32;   // samples per shared-memory step (multiple of kCovLan
 constexpr int kL = body::kCovLanes;
 static_assert(kTs % kL == 0, "sample step must hold whole lane groups");
 
-struct DeviceBuffer {  // freed on scope exit, so an exception never leaks GPU memory
-    void* p = nullptr;
-    explicit DeviceBuffer(size_t bytes) { KS_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1)); }
-    ~DeviceBuffer() { cudaFree(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-};
+using cuda_detail::DeviceBuffer;
 
 // lanes[(i*C + j)*kL + l] += lane l of sum_t x[i,t] x[j,t] over this chunk, for the tile's i >= j.
 // Block (16, 16): thread (tx, ty) holds rows i0+ty, i0+ty+16 and columns j0+tx, j0+tx+16.

@@ -13,17 +13,7 @@
 namespace ks::kernels::cuda {
 namespace {
 
-struct DeviceBuffer {  // freed on scope exit, so an exception never leaks GPU memory
-    void* p = nullptr;
-    explicit DeviceBuffer(size_t bytes) { KS_CUDA_CHECK(cudaMalloc(&p, bytes ? bytes : 1)); }
-    ~DeviceBuffer() { cudaFree(p); }
-    DeviceBuffer(const DeviceBuffer&) = delete;
-    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-    template <class T>
-    T* as() const {
-        return static_cast<T*>(p);
-    }
-};
+using cuda_detail::DeviceBuffer;
 
 __global__ void filter_kernel(const float* x, int64_t n, const float* w, int nk, int nt, float* B) {
     const int64_t t = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;

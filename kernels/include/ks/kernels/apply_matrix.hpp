@@ -2,6 +2,7 @@
 // out = W x for a block of samples: a channel-mixing matrix (whitening, later whitening with drift
 // correction folded in) applied to every sample of a channel-major float32 block.
 #include <cstdint>
+#include <vector>
 
 #include "ks/device.hpp"
 
@@ -17,6 +18,15 @@ struct ApplyMatrixArgs {
     int64_t ld_out = 0;          // >= n_samples
     int64_t gpu_chunk_samples = 0;  // CUDA: samples on the device at a time; 0 = automatic (~256 MiB)
 };
+
+// The nonzeros of a row-major n_out x n_in matrix, row by row in increasing column order
+// (compressed sparse rows): what both backends of apply_matrix sum over.
+struct SparseRows {
+    std::vector<int64_t> row_start;  // n_out + 1
+    std::vector<int> cols;
+    std::vector<float> vals;
+};
+SparseRows sparse_rows(const float* w, int n_out, int n_in);
 
 // out[i, t] = sum_k w[i, k] * x[k, t] in float32, summed over the nonzero w[i, k] in increasing k
 // (common/apply_matrix_body.hpp), so a sparse W (local whitening: whitening_range nonzeros a row)
