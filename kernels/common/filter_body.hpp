@@ -5,53 +5,10 @@
 #include <cstdint>
 #include <cstring>
 
+#include "rounding.hpp"  // same folder
 #include "ks/kernels/hd.hpp"
 
 namespace ks::kernels::body {
-
-KS_HD inline float fmul(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-KS_HD inline float fadd(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-KS_HD inline float fsub(float a, float b) {
-#if defined(__CUDA_ARCH__)
-    return __fsub_rn(a, b);
-#else
-    return a - b;
-#endif
-}
-
-KS_HD inline double dmul(double a, double b) {
-#if defined(__CUDA_ARCH__)
-    return __dmul_rn(a, b);
-#else
-    return a * b;
-#endif
-}
-KS_HD inline double dadd(double a, double b) {
-#if defined(__CUDA_ARCH__)
-    return __dadd_rn(a, b);
-#else
-    return a + b;
-#endif
-}
-KS_HD inline double dsub(double a, double b) {
-#if defined(__CUDA_ARCH__)
-    return __dsub_rn(a, b);
-#else
-    return a - b;
-#endif
-}
 
 // The recursion runs in double: with poles at radius 0.97 (300 Hz / 30 kHz) float32 states lose
 // about 4e-5 of the signal RMS to round-off, more than float16 storage rounding near zero; in
