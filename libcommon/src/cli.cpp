@@ -8,6 +8,7 @@
 #include <memory>
 #include <new>
 #include <omp.h>
+#include <unistd.h>
 
 #include "ks/error.hpp"
 #include "ks/lock.hpp"
@@ -185,6 +186,7 @@ int run_tool(const ToolSpec& spec, int argc, char** argv, const std::function<vo
         return 0;
     }
     Exit code = Exit::ok;
+    std::string created_work_dir;  // a work folder this run made, removed again if bad usage leaves it empty
     try {
         Cli cli = parse_command_line(spec, args);
         if (cli.help_) {
@@ -202,6 +204,7 @@ int run_tool(const ToolSpec& spec, int argc, char** argv, const std::function<vo
         if (cli.threads_ > 0) omp_set_num_threads(cli.threads_);
         std::unique_ptr<WorkLock> lock;
         if (spec.uses_work_dir && !cli.work_dir_.empty()) {
+            if (access(cli.work_dir_.c_str(), F_OK) != 0) created_work_dir = cli.work_dir_;
             if (spec.takes_lock) lock = std::make_unique<WorkLock>(cli.work_dir_, spec.name);
             log::open_file(cli.work_dir_ + "/ks-tools.log");
             log::debug("command: %s", cli.command_line_.c_str());
@@ -219,6 +222,11 @@ int run_tool(const ToolSpec& spec, int argc, char** argv, const std::function<vo
         log::error("unexpected failure: %s; please report this as a bug", e.what());
     }
     log::close_file();
+    if (code == Exit::usage && !created_work_dir.empty()) {
+        // Nothing was produced: do not leave a folder holding only the log of a mistyped command.
+        std::remove((created_work_dir + "/ks-tools.log").c_str());
+        rmdir(created_work_dir.c_str());  // fails, harmlessly, when anything else is in it
+    }
     // A late write error on stdout (full disk, closed pipe) must not pass silently.
     if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
         if (code == Exit::ok) {

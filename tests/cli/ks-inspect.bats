@@ -174,11 +174,14 @@ setup() {
   [ -f w/run.json ]
 }
 
-@test "bad input with --work leaves no output that looks complete" {
+@test "bad input with --work leaves no output that looks complete, and no new folder" {
+  mkdir w
   run -2 "$KS" --rec rec.bin --probe probe.json --set n_chan_bin=7 --work w
   [ ! -e w/run.json ]
   [ ! -e w/config ]
   [ -z "$(find w -name '*.partial')" ]
+  run -2 "$KS" --rec rec.bin --probe probe.json --set n_chan_bin=7 --work new
+  [ ! -e new ]
 }
 
 @test "--list-settings lists every Kilosort4 setting with its range" {
