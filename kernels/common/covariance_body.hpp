@@ -5,26 +5,17 @@
 // lanes are then added as (l0 + l1) + (l2 + l3). Products of two floats are exact in double, so
 // every rounding is an addition in this fixed order. Padding with zero samples changes nothing.
 #include "ks/kernels/hd.hpp"
+#include "rounding.hpp"  // same folder
 
 namespace ks::kernels::body {
 
 constexpr int kCovLanes = 4;
 
 // acc + a*b in double, each step rounded on its own (no fused multiply-add on either side).
-KS_HD inline double cov_mac(double acc, double a, double b) {
-#if defined(__CUDA_ARCH__)
-    return __dadd_rn(acc, __dmul_rn(a, b));
-#else
-    return acc + a * b;  // host code is built with -ffp-contract=off
-#endif
-}
+KS_HD inline double cov_mac(double acc, double a, double b) { return mac(acc, a, b); }
 
 KS_HD inline double cov_lane_total(const double* lane) {
-#if defined(__CUDA_ARCH__)
-    return __dadd_rn(__dadd_rn(lane[0], lane[1]), __dadd_rn(lane[2], lane[3]));
-#else
-    return (lane[0] + lane[1]) + (lane[2] + lane[3]);
-#endif
+    return dadd(dadd(lane[0], lane[1]), dadd(lane[2], lane[3]));
 }
 
 }  // namespace ks::kernels::body

@@ -50,4 +50,8 @@ KS_HD inline double dsub(double a, double b) {
 #endif
 }
 
+// acc + a*b with the product and the sum each rounded (never a fused multiply-add).
+KS_HD inline float mac(float acc, float a, float b) { return fadd(acc, fmul(a, b)); }
+KS_HD inline double mac(double acc, double a, double b) { return dadd(acc, dmul(a, b)); }
+
 }  // namespace ks::kernels::body

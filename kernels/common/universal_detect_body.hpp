@@ -3,16 +3,11 @@
 #include <cstdint>
 
 #include "ks/kernels/hd.hpp"
+#include "rounding.hpp"  // same folder
 
 namespace ks::kernels::body {
 
-KS_HD inline float universal_mac(float acc, float w, float x) {
-#if defined(__CUDA_ARCH__)
-    return __fadd_rn(acc, __fmul_rn(w, x));
-#else
-    return acc + w * x;  // host code is built with -ffp-contract=off
-#endif
-}
+KS_HD inline float universal_mac(float acc, float w, float x) { return mac(acc, w, x); }
 
 // max(best, v) spelled as std::max does it, so both backends keep the same value.
 KS_HD inline float universal_max(float best, float v) { return best < v ? v : best; }
