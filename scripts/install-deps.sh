@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
   g++ cmake ninja-build pkg-config git make
-  libeigen3-dev libsimdjson-dev libzstd-dev zstd libmatio-dev
+  libeigen3-dev libsimdjson-dev libzstd-dev zstd libmatio-dev zlib1g-dev
   libgtest-dev bats bats-assert bats-support
   python3-numpy python3-scipy
 )

@@ -1,5 +1,6 @@
 #include "ks/npy.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -384,8 +385,10 @@ template std::vector<uint32_t> NpyArray::as<uint32_t>() const;
 template std::vector<int64_t> NpyArray::as<int64_t>() const;
 template std::vector<uint64_t> NpyArray::as<uint64_t>() const;
 
-NpyArray read_npy(const std::string& path) {
-    Source src(path);
+namespace {
+
+// Reads and checks the header; leaves `src` at the first data byte. Returns the data size in bytes.
+int64_t read_header(Source& src, const std::string& path, NpyArray& a) {
     unsigned char pre[12];
     const std::size_t got = src.read(pre, 10);
     if (got < 8 || std::memcmp(pre, kMagic, kMagicLen) != 0)
@@ -406,7 +409,6 @@ NpyArray read_npy(const std::string& path) {
         bad(path, "truncated .npy header (the file ends before the " + std::to_string(header_len) + " header bytes it announces)");
 
     const Header h = HeaderParser(text, path).parse();
-    NpyArray a;
     a.dtype = parse_dtype(h.descr, path);
     if (h.fortran_order)
         bad(path, "fortran_order True is not supported; save a C-ordered array (np.ascontiguousarray)");
@@ -423,6 +425,16 @@ NpyArray read_npy(const std::string& path) {
                       " bytes of data, the header says " + std::to_string(n_bytes) + " (" + what + ")");
     if (actual > expected)
         bad(path, std::to_string(actual - expected) + " extra bytes after the data of " + what);
+    return n_bytes;
+}
+
+}  // namespace
+
+NpyArray read_npy(const std::string& path) {
+    Source src(path);
+    NpyArray a;
+    const int64_t n_bytes = read_header(src, path, a);
+    const std::string what = std::string(dtype_name(a.dtype)) + " " + shape_text(a.shape);
     try {
         a.bytes.resize(static_cast<std::size_t>(n_bytes));
     } catch (const std::bad_alloc&) {
@@ -436,6 +448,39 @@ NpyArray read_npy(const std::string& path) {
     if (src.read(&extra, 1) > 0) bad(path, "extra bytes after the data of " + what);
     src.finish();
     return a;
+}
+
+struct NpyRowReader::Impl {
+    explicit Impl(const std::string& p) : path(p), src(p) {}
+    std::string path;
+    Source src;
+    int64_t row_bytes = 0;
+};
+
+NpyRowReader::NpyRowReader(const std::string& path) : impl_(new Impl(path)) {
+    try {
+        NpyArray a;
+        const int64_t n_bytes = read_header(impl_->src, path, a);
+        dtype_ = a.dtype;
+        shape_ = a.shape;
+        rows_ = shape_.empty() ? 1 : shape_[0];
+        impl_->row_bytes = rows_ > 0 ? n_bytes / rows_ : 0;
+    } catch (...) {
+        delete impl_;
+        throw;
+    }
+}
+
+NpyRowReader::~NpyRowReader() { delete impl_; }
+
+int64_t NpyRowReader::read(void* out, int64_t max_rows) {
+    const int64_t n = std::min(max_rows, rows_ - done_);
+    if (n <= 0) return 0;
+    const std::size_t want = static_cast<std::size_t>(n * impl_->row_bytes);
+    if (impl_->src.read(out, want) < want)
+        bad(impl_->path, "truncated: the data end before the " + std::to_string(rows_) + " rows the header announces");
+    done_ += n;
+    return n;
 }
 
 NpyArray read_npy_checked(const std::string& path, Dtype dtype, int ndim) {

@@ -67,4 +67,28 @@ private:
     int64_t rows_ = 0;
 };
 
+// Reads the rows of a .npy (or .npy.zst) front to back without holding the whole array: for
+// arrays that may be larger than memory (a long recording's spikes). The header is checked as
+// read_npy does; a file shorter than its header says throws Error(usage) naming it from read().
+class NpyRowReader {
+public:
+    explicit NpyRowReader(const std::string& path);
+    ~NpyRowReader();
+    NpyRowReader(const NpyRowReader&) = delete;
+    NpyRowReader& operator=(const NpyRowReader&) = delete;
+
+    Dtype dtype() const { return dtype_; }
+    const std::vector<int64_t>& shape() const { return shape_; }
+    int64_t rows() const { return rows_; }    // shape[0] (1 for a 0-d array)
+    // Copies the next min(max_rows, rows left) rows into out (raw little-endian bytes); returns how many.
+    int64_t read(void* out, int64_t max_rows);
+
+private:
+    struct Impl;
+    Impl* impl_;
+    Dtype dtype_ = Dtype::float32;
+    std::vector<int64_t> shape_;
+    int64_t rows_ = 0, done_ = 0;
+};
+
 }  // namespace ks

@@ -399,6 +399,37 @@ TEST(NpyRowWriter, AppendsRowsAndRewritesTheShape) {
     EXPECT_EQ(run_python(dir, script), 0);
 }
 
+TEST(NpyRowReader, ReadsRowsInAnyChunksPlainAndCompressed) {
+    TempDir dir;
+    const std::string bytes = pattern_bytes(Dtype::float32, 7 * 3);
+    for (const char* name : {"a.npy", "a.npy.zst"}) {
+        ks::write_npy(dir / name, Dtype::float32, {7, 3}, bytes.data());
+        for (int64_t chunk : {1, 2, 3, 7, 100}) {
+            ks::NpyRowReader r(dir / name);
+            EXPECT_EQ(r.dtype(), Dtype::float32);
+            EXPECT_EQ(r.shape(), (std::vector<int64_t>{7, 3}));
+            EXPECT_EQ(r.rows(), 7);
+            std::string got;
+            std::vector<char> buf(static_cast<size_t>(chunk) * 12);
+            int64_t n;
+            while ((n = r.read(buf.data(), chunk)) > 0) got.append(buf.data(), static_cast<size_t>(n) * 12);
+            EXPECT_EQ(got, bytes) << name << " chunk " << chunk;
+            EXPECT_EQ(r.read(buf.data(), chunk), 0);
+        }
+    }
+    // A file cut short inside the data: the constructor (size check) or read() names it.
+    {
+        std::ofstream(dir / "short.npy", std::ios::binary) << ks::npy_header(Dtype::int64, {4}) << std::string(8, 'x');
+        const ks::Exit code = ks::test::exit_code_of([&] {
+            ks::NpyRowReader r(dir / "short.npy");
+            std::vector<int64_t> v(4);
+            r.read(v.data(), 4);
+        });
+        EXPECT_EQ(code, ks::Exit::usage);
+    }
+    EXPECT_EQ(ks::test::exit_code_of([&] { ks::NpyRowReader r(dir / "missing.npy"); }), ks::Exit::usage);
+}
+
 TEST(NpyRowWriter, HeaderHasRoomForTheLargestRowCount) {
     // The header is rewritten in place, so it must be as long for 0 rows as for 2^63 - 1.
     TempDir dir;
