@@ -13,24 +13,22 @@ namespace ks::drift {
 
 using RowMat = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+double shift_at(const double* d, const std::vector<double>& yblk, double y) {
+    const size_t n = yblk.size();
+    if (n == 1) return d[0];
+    // Segment: the one containing y, or the outer one for extrapolation.
+    size_t k = std::upper_bound(yblk.begin(), yblk.end(), y) - yblk.begin();
+    k = std::clamp<size_t>(k, 1, n - 1);
+    const double y0 = yblk[k - 1], y1 = yblk[k];
+    const double w = (y - y0) / (y1 - y0);
+    return d[k - 1] + w * (d[k] - d[k - 1]);
+}
+
 std::vector<double> channel_shifts(const std::vector<double>& d, const std::vector<double>& yblk,
                                    const std::vector<double>& yc) {
     KS_ASSERT(!d.empty() && d.size() == yblk.size(), "dshift row and yblk lengths");
     std::vector<double> out(yc.size());
-    const size_t n = d.size();
-    if (n == 1) {
-        std::fill(out.begin(), out.end(), d[0]);
-        return out;
-    }
-    for (size_t c = 0; c < yc.size(); ++c) {
-        const double y = yc[c];
-        // Segment: the one containing y, or the outer one for extrapolation.
-        size_t k = std::upper_bound(yblk.begin(), yblk.end(), y) - yblk.begin();
-        k = std::clamp<size_t>(k, 1, n - 1);
-        const double y0 = yblk[k - 1], y1 = yblk[k];
-        const double w = (y - y0) / (y1 - y0);
-        out[c] = d[k - 1] + w * (d[k] - d[k - 1]);
-    }
+    for (size_t c = 0; c < yc.size(); ++c) out[c] = shift_at(d.data(), yblk, yc[c]);
     return out;
 }
 

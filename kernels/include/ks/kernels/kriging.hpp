@@ -27,6 +27,8 @@ constexpr double kKrigingRidge = 0.01;   // Kilosort4's (Kxx + 0.01 I)
 // outer block centres with the slope of the outer segment.
 std::vector<double> channel_shifts(const std::vector<double>& dshift_row, const std::vector<double>& yblk,
                                    const std::vector<double>& yc);
+// The same at one depth y: dshift_row has yblk.size() values.
+double shift_at(const double* dshift_row, const std::vector<double>& yblk, double y);
 
 class Kriging {
 public:
