@@ -13,19 +13,28 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
 
 @test "a run makes the stages; an identical rerun runs none" {
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
-  [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ]
+  [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
+  [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
-  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ]
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ]
 }
 
-@test "touching the recording reruns nothing; a whitening setting reruns whitening only" {
+@test "touching the recording reruns nothing; a whitening setting reruns whitening and what follows" {
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   touch sim/recording.bin
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
-  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ]
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="whitening_range=8"
-  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 1 ]
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
+}
+
+@test "a drift setting reruns the drift stage only; the drift target is a motion-only run" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w drift
+  [ -f w/drift/drift.json ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="nblocks=0"
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 1 ]
+  [ "$(json_get w/drift/drift.json 'j["extra"]["status"]')" = disabled ]
 }
 
 @test "a filter setting reruns filtering and what follows" {
