@@ -34,36 +34,6 @@ void remove_if_present(const std::string& p) {
     if (fs::remove(p, ec)) log::debug("removed stale %s", p.c_str());
 }
 
-// The universal templates (§4.1) from whitened batches 0, 25, 50, ...; empty when too few clips.
-struct Templates {
-    std::vector<float> wtemp, wpca;
-    int64_t n_clips = 0;
-};
-
-Templates learn_templates(const WhitenedBatches& wb, const StageParams& p, ProgressMode mode) {
-    kernels::SnippetSettings ss;
-    ss.nt = p.nt;
-    ss.nt0min = p.nt0min;
-    ss.Th_single_ch = p.Th_single_ch;
-    kernels::SnippetCollector collector(ss);
-    const int nb = wb.n_batches();
-    Progress progress(mode, "learning universal templates", (nb + kTemplateBatchStride - 1) / kTemplateBatchStride,
-                      "batches");
-    std::vector<float> scratch, x;
-    for (int b = 0; b < nb; b += static_cast<int>(kTemplateBatchStride)) {
-        const int64_t n = wb.read(b, scratch, x);
-        if (!collector.add_batch(x.data(), wb.n_channels(), n, n)) break;
-        progress.advance(1);
-    }
-    progress.finish();
-    Templates t;
-    t.n_clips = collector.n_clips();
-    if (t.n_clips < std::max(p.n_templates, p.n_pcs)) return t;
-    t.wpca = kernels::universal_wpca(collector.clips(), p.nt, p.n_pcs);
-    t.wtemp = kernels::universal_wtemp(collector.clips(), p.nt, p.n_templates);
-    return t;
-}
-
 struct SpikeFiles {
     explicit SpikeFiles(const std::string& dir)
         : times(dir + "/spikes_times.npy", Dtype::int64, {}),
@@ -127,8 +97,7 @@ void draw_map(const std::string& dir, const WhitenedBatches& wb, const MotionEst
 StageParams StageParams::from(const Settings& s) {
     StageParams p;
     p.batch_size = s.get_int("batch_size");
-    p.nt = to_int(s.get_int("nt"), "nt");
-    p.nt0min = s.is_none("nt0min") ? static_cast<int>(20.0 * p.nt / 61.0) : to_int(s.get_int("nt0min"), "nt0min");
+    p.universal = UniversalParams::from(s);
     p.reg.nblocks = to_int(s.get_int("nblocks"), "nblocks");
     p.reg.binning_depth = s.get_float("binning_depth");
     p.reg.Th_universal = s.get_float("Th_universal");
@@ -136,19 +105,7 @@ StageParams StageParams::from(const Settings& s) {
     KS_ASSERT(sm.size() == 3, "drift_smoothing has 3 values (checked by the settings table)");
     p.reg.drift_smoothing = {sm[0], sm[1], sm[2]};
     p.sig_interp_um = s.get_float("sig_interp");
-    p.templates_from_data = s.get_bool("templates_from_data");
-    p.n_templates = to_int(s.get_int("n_templates"), "n_templates");
-    p.n_pcs = to_int(s.get_int("n_pcs"), "n_pcs");
-    p.Th_single_ch = static_cast<float>(s.get_float("Th_single_ch"));
-    p.grid.dmin = s.is_none("dmin") ? 0.0 : s.get_float("dmin");
-    p.grid.dminx = s.get_float("dminx");
-    p.grid.min_template_size = s.get_float("min_template_size");
-    p.grid.template_sizes = to_int(s.get_int("template_sizes"), "template_sizes");
-    p.grid.max_channel_distance = s.get_float("max_channel_distance");
-    p.grid.nearest_chans = to_int(s.get_int("nearest_chans"), "nearest_chans");
-    p.grid.nearest_templates = to_int(s.get_int("nearest_templates"), "nearest_templates");
     p.nblocks_explicit = s.origin("nblocks") != "default";
-    if (p.nt < 3 || p.nt % 2 == 0) throw Error(Exit::usage, "setting nt: must be odd and at least 3");
     if (p.reg.Th_universal >= kAmplitudeMax)
         throw Error(Exit::usage, "setting Th_universal: must be below 100 (the top of the drift amplitude bins)");
     return p;
@@ -157,7 +114,7 @@ StageParams StageParams::from(const Settings& s) {
 Summary run(const std::string& work_dir, const StageParams& p, const Device& dev, const RunOptions& opt) {
     if (work_dir.empty()) throw Error(Exit::usage, "--work DIR is required");
     // Context on each side of a batch: Kilosort4 pads batches with nt samples.
-    WhitenedBatches wb(work_dir, dev, p.batch_size, p.nt);
+    WhitenedBatches wb(work_dir, dev, p.batch_size, p.universal.nt);
     const int nb = wb.n_batches();
     if (nb == 0) throw Error(Exit::usage, work_dir + "/filter/filtered.json: the filtered recording has no samples");
     const Probe& probe = wb.probe();
@@ -165,7 +122,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     const double ymax = *std::max_element(probe.yc.begin(), probe.yc.end());
     const bool external = !opt.motion_path.empty();
     const bool estimate = !external && p.reg.nblocks > 0;
-    if (!p.templates_from_data && (estimate || opt.draw_map))
+    if (!p.universal.templates_from_data && (estimate || opt.draw_map))
         throw Error(Exit::usage,
                     "setting templates_from_data: false (predefined universal templates) is not available yet; "
                     "use true, the default");
@@ -194,27 +151,27 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
 
     SpikeFiles spikes(dir);
     std::string note;
-    Templates tmpl;
+    UniversalTemplates tmpl;
     if (detect) {
-        tmpl = learn_templates(wb, p, opt.progress);
+        tmpl = learn_universal_templates(wb, p.universal, opt.progress);
         sum.n_clips = tmpl.n_clips;
         if (tmpl.wtemp.empty()) {
             note = log::format("only %lld isolated spike waveforms above Th_single_ch = %g: no templates, no spikes",
-                               static_cast<long long>(tmpl.n_clips), static_cast<double>(p.Th_single_ch));
+                               static_cast<long long>(tmpl.n_clips), static_cast<double>(p.universal.Th_single_ch));
             log::warn("%s", note.c_str());
         } else {
-            write_npy(dir + "/wTEMP.npy", {p.n_templates, p.nt}, tmpl.wtemp.data());
-            write_npy(dir + "/wPCA.npy", {p.n_pcs, p.nt}, tmpl.wpca.data());
-            const kernels::UniversalGrid grid = kernels::make_universal_grid(probe, p.grid);
+            write_npy(dir + "/wTEMP.npy", {p.universal.n_templates, p.universal.nt}, tmpl.wtemp.data());
+            write_npy(dir + "/wPCA.npy", {p.universal.n_pcs, p.universal.nt}, tmpl.wpca.data());
+            const kernels::UniversalGrid grid = kernels::make_universal_grid(probe, p.universal.grid);
             log::info("universal templates from %lld clips; %d template centres (dmin %g µm)",
                       static_cast<long long>(tmpl.n_clips), grid.n_pos, grid.dmin_um);
             kernels::UniversalDetectArgs a;
             a.n_chan = wb.n_channels();
             a.context = wb.context();
             a.wtemp = tmpl.wtemp.data();
-            a.nk = p.n_templates;
-            a.nt = p.nt;
-            a.nt0min = p.nt0min;
+            a.nk = p.universal.n_templates;
+            a.nt = p.universal.nt;
+            a.nt0min = p.universal.nt0min;
             a.grid = &grid;
             a.Th_universal = static_cast<float>(p.reg.Th_universal);
             Progress progress(opt.progress, "detecting spikes for drift", nb, "batches");

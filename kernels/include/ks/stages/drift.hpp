@@ -9,24 +9,17 @@
 
 #include "ks/device.hpp"
 #include "ks/kernels/drift_registration.hpp"
-#include "ks/kernels/universal_templates.hpp"
 #include "ks/progress.hpp"
 #include "ks/settings.hpp"
+#include "ks/stages/universal.hpp"
 
 namespace ks::drift {
 
-// Kilosort4's stride over batches when learning the universal templates (hard-coded there).
-constexpr int64_t kTemplateBatchStride = 25;
-
 struct StageParams {
     int64_t batch_size = 60000;
-    int nt = 61, nt0min = 20;
     RegistrationParams reg;               // nblocks, binning_depth, Th_universal, drift_smoothing
     double sig_interp_um = 20;
-    bool templates_from_data = true;
-    int n_templates = 6, n_pcs = 6;
-    float Th_single_ch = 6;
-    kernels::UniversalGridSettings grid;
+    UniversalParams universal;            // templates, grid, thresholds of the detection
     // The user set nblocks (not the default): then too few spikes is an error (exit 3), not a warning.
     bool nblocks_explicit = false;
 

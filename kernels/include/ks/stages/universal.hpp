@@ -1,0 +1,39 @@
+#pragma once
+// What ks-drift and ks-detect share: the universal-template settings and learning the templates from
+// whitened batches (kilosort4-algorithm.md §4.1-4.3).
+#include <cstdint>
+#include <vector>
+
+#include "ks/kernels/universal_templates.hpp"
+#include "ks/progress.hpp"
+#include "ks/settings.hpp"
+#include "ks/stages/batches.hpp"
+
+namespace ks {
+
+// Kilosort4's stride over batches when learning the universal templates (hard-coded there).
+constexpr int64_t kTemplateBatchStride = 25;
+
+struct UniversalParams {
+    int nt = 61, nt0min = 20;
+    bool templates_from_data = true;
+    int n_templates = 6, n_pcs = 6;
+    float Th_single_ch = 6;
+    float Th_universal = 9;
+    kernels::UniversalGridSettings grid;
+
+    // From resolved settings; nt0min None = int(20 nt / 61). Error(usage) naming a setting out of range.
+    static UniversalParams from(const Settings& settings);
+};
+
+struct UniversalTemplates {
+    std::vector<float> wtemp;   // n_templates x nt; empty when too few clips
+    std::vector<float> wpca;    // n_pcs x nt
+    int64_t n_clips = 0;
+};
+
+// Clips from whitened batches 0, 25, 50, ... (as Kilosort4), then wPCA and wTEMP (k-means, seed 1).
+// Too few clips (fewer than max(n_templates, n_pcs)) leaves wtemp and wpca empty.
+UniversalTemplates learn_universal_templates(const WhitenedBatches& wb, const UniversalParams& p, ProgressMode mode);
+
+}  // namespace ks
