@@ -10,4 +10,5 @@ make -f Makefile.pipeline KS_BIN="$PWD/build/bin"
 echo
 echo "demo.sh: done in $(( $(date +%s) - start )) s"
 echo "  simulated recording and ground truth: $PWD/ks-demo/"
-echo "  sorting work folder:                  $PWD/ks-demo.ks/ (run.json, config/, filter/, whiten/, ks-tools.log)"
+echo "  sorting work folder:                  $PWD/ks-demo.ks/ (run.json, config/, filter/, whiten/, drift/, detect/, ks-tools.log)"
+echo "  drift map:                            $PWD/ks-demo.ks/drift/drift_map.png"

@@ -15,9 +15,9 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
-  [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ]
+  [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
-  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ]
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
 }
 
 @test "touching the recording reruns nothing; a whitening setting reruns whitening and what follows" {
@@ -29,11 +29,11 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
 }
 
-@test "a drift setting reruns the drift stage only; the drift target is a motion-only run" {
+@test "a drift setting reruns drift and what follows; the drift target is a motion-only run" {
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w drift
-  [ -f w/drift/drift.json ]
+  [ -f w/drift/drift.json ] && [ ! -e w/detect ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="nblocks=0"
-  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 1 ]
+  [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 1 ] && [ "$(ran ks-detect)" = 1 ]
   [ "$(json_get w/drift/drift.json 'j["extra"]["status"]')" = disabled ]
 }
 
