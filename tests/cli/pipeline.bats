@@ -15,7 +15,7 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
-  [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ]
+  [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ] && [ -f w/cluster/cluster.json ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
 }
@@ -41,6 +41,12 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="highpass_cutoff=250"
   [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ]
+}
+
+@test "a clustering setting reruns clustering only" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="cluster_neighbors=12"
+  [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-cluster)" = 1 ]
 }
 
 @test "a bad setting stops the pipeline with exit code and message, and no stage output" {

@@ -1,0 +1,47 @@
+#pragma once
+// ks-cluster (first pass): groups the detected spikes by position along the probe, clusters each
+// group's PC features with Kilosort4's graph method (kernels/graph_cluster.hpp) and averages the
+// clusters into templates (kilosort4-algorithm.md §5). Writes <work>/cluster/ (formats/clusters.md).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ks/device.hpp"
+#include "ks/kernels/graph_cluster.hpp"
+#include "ks/probe.hpp"
+#include "ks/progress.hpp"
+#include "ks/settings.hpp"
+
+namespace ks::clusterstage {
+
+struct StageParams {
+    cluster::GraphClusterParams graph;
+    int64_t x_centers = 0;      // 0 = from the channel density (Kilosort4's histogram rule), per shank
+    static StageParams from(const Settings& settings);
+};
+
+// §5.1 grouping, per shank so that no group (hence no cluster) mixes shanks: x centres from the
+// shank's channel x positions (x_centers given: that many, by 1-D k-means; else one per peak of the
+// smoothed histogram), y centres every 2·dmin from min(grid y) + dmin − 1. Each grid position goes
+// to the nearest centre of its own shank. Returns the group of every grid position, numbered
+// shank-major, then x, then y ascending; *n_groups the number of groups.
+std::vector<int> group_positions(const std::vector<double>& grid_x, const std::vector<double>& grid_y,
+                                 const std::vector<int>& grid_shank, const Probe& probe, double dmin_um,
+                                 int64_t x_centers, int* n_groups);
+
+struct RunOptions {
+    std::string tool = "ks-cluster";
+    std::string command_line;
+    std::string settings_json;
+    ProgressMode progress = ProgressMode::none;
+};
+
+struct Summary {
+    int n_groups = 0, n_clusters = 0;
+    int64_t n_spikes = 0;
+    int64_t largest_group = 0;
+};
+
+Summary run(const std::string& work_dir, const StageParams& params, const Device& dev, const RunOptions& options);
+
+}  // namespace ks::clusterstage
