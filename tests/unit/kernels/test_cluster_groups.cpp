@@ -43,7 +43,9 @@ TEST(ClusterGroups, Neuropixels1HasOneColumnOfCentresEvery40um) {
     for (const auto& kv : span) EXPECT_LE(kv.second.second - kv.second.first, 41.0) << "group " << kv.first;
     // Groups are numbered by depth.
     for (size_t f = 1; f < group.size(); ++f)
-        if (g.y[f] > g.y[f - 1] + 30) EXPECT_GE(group[f], group[f - 1]);
+        if (g.y[f] > g.y[f - 1] + 30) {
+            EXPECT_GE(group[f], group[f - 1]);
+        }
 }
 
 TEST(ClusterGroups, MultiShankGroupsNeverMixShanks) {
@@ -80,6 +82,8 @@ TEST(ClusterGroups, XCentersSplitsTwoFarColumns) {
         const auto group = ks::clusterstage::group_positions(g.x, g.y, g.shank, p, 20.0, xcent, &n);
         for (size_t f = 0; f < group.size(); ++f)
             for (size_t h = 0; h < group.size(); ++h)
-                if (group[f] == group[h]) EXPECT_LT(std::abs(g.x[f] - g.x[h]), 150.0) << "x_centers " << xcent;
+                if (group[f] == group[h]) {
+                    EXPECT_LT(std::abs(g.x[f] - g.x[h]), 150.0) << "x_centers " << xcent;
+                }
     }
 }

@@ -2,12 +2,18 @@
 // trough times and contacts, far above threshold) in white Gaussian noise of SD 1 are each found once
 // at the right time and grid centre; pure noise gives nothing at Th_universal = 9; results do not
 // depend on the thread count; a spike at a batch edge is found exactly once across two batches.
+// The optimised CPU backend (tiled, vectorised, one clone per instruction set, values above
+// threshold kept per chunk) matches a plain loop over the definition bit for bit, for shapes that
+// exercise its tile remainders; so does cpu::universal_finish (the CUDA backend's last step).
 #include <gtest/gtest.h>
 #include <omp.h>
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
+#include <sstream>
+#include <string>
 #include <tuple>
 #include <vector>
 
@@ -254,6 +260,221 @@ TEST(UniversalDetect, EmptyNeighbourSlotsAndTinyProbe) {
     ASSERT_EQ(found.size(), 1u);
     EXPECT_EQ(found[0].t_trough, ctx + 500);
     EXPECT_EQ(found[0].pos, centre_on(g, p, 1));
+}
+
+// ---- the optimised CPU backend against a plain loop over the definition (§4.4, §4.5) ----------
+
+// nk smooth unit-norm templates of nt taps peaking at nt0min, no two alike.
+std::vector<float> smooth_wtemp(int nk, int nt, int nt0min) {
+    std::vector<float> w(static_cast<size_t>(nk) * nt);
+    for (int k = 0; k < nk; ++k) {
+        const double width = 1.2 + 0.35 * k, sign = k % 2 ? 1.0 : -1.0;
+        double norm2 = 0;
+        for (int t = 0; t < nt; ++t) {
+            const double a = sign * (std::exp(-0.5 * std::pow((t - nt0min) / width, 2)) -
+                                     0.25 * std::exp(-0.5 * std::pow((t - nt0min - 6.0 - k) / 3.0, 2)));
+            w[k * nt + t] = static_cast<float>(a);
+            norm2 += a * a;
+        }
+        for (int t = 0; t < nt; ++t) w[k * nt + t] = static_cast<float>(w[k * nt + t] / std::sqrt(norm2));
+    }
+    return w;
+}
+
+// The statistic and the detections straight from §4.4-4.5, one float operation at a time in the
+// order the interface fixes: B over tau ascending, A over the centre's slots ascending (skipping
+// -1), As the max of |A| over (s, k); each multiply and add rounded separately (the build uses
+// -ffp-contract=off). No tiles, no chunks, no vectors.
+struct Plain {
+    std::vector<float> as;            // F x n: the statistic
+    std::vector<uint8_t> is_max;      // F x n: 1 at the detections
+    std::vector<UniversalSpike> spikes;
+};
+
+Plain plain_detect(const UniversalDetectArgs& a) {
+    const UniversalGrid& g = *a.grid;
+    const int F = g.n_pos, nC = g.n_chan_near, S = g.n_sizes, nk = a.nk, nt = a.nt, h = nt / 2;
+    const int64_t n = a.n_samples;
+    std::vector<float> B(static_cast<size_t>(a.n_chan) * nk * n);
+    for (int c = 0; c < a.n_chan; ++c)
+        for (int k = 0; k < nk; ++k)
+            for (int64_t t = 0; t < n; ++t) {
+                float acc = 0.f;
+                for (int tau = 0; tau < nt; ++tau) {
+                    const int64_t u = t - h + tau;
+                    const float x = (u >= 0 && u < n) ? a.x[c * a.ld_x + u] : 0.f;
+                    const float prod = a.wtemp[k * nt + tau] * x;
+                    acc = acc + prod;
+                }
+                B[(static_cast<size_t>(c) * nk + k) * n + t] = acc;
+            }
+    auto A = [&](int f, int s, int k, int64_t t) {
+        float acc = 0.f;
+        for (int i = 0; i < nC; ++i) {
+            const int c = g.iC[f * nC + i];
+            if (c < 0) continue;
+            const float prod = g.g[(static_cast<size_t>(s) * F + f) * nC + i] * B[(static_cast<size_t>(c) * nk + k) * n + t];
+            acc = acc + prod;
+        }
+        return acc;
+    };
+    Plain r;
+    auto& as = r.as;
+    as.resize(static_cast<size_t>(F) * n);
+    r.is_max.assign(as.size(), 0);
+    for (int f = 0; f < F; ++f)
+        for (int64_t t = 0; t < n; ++t) {
+            float best = 0.f;
+            for (int s = 0; s < S; ++s)
+                for (int k = 0; k < nk; ++k) best = std::max(best, std::fabs(A(f, s, k, t)));
+            as[f * n + t] = best;
+        }
+    for (int64_t t = a.context; t < n - a.context; ++t)
+        for (int f = 0; f < F; ++f) {
+            const float v = as[f * n + t];
+            if (!(v > a.Th_universal)) continue;
+            bool is_max = true;
+            for (int j = 0; j < g.n_near && is_max; ++j) {
+                const int q = g.iC2[f * g.n_near + j];
+                if (q < 0) continue;
+                for (int64_t u = std::max<int64_t>(0, t - a.nt0min); u <= std::min(n - 1, t + a.nt0min); ++u)
+                    if (as[q * n + u] > v) is_max = false;
+            }
+            if (!is_max) continue;
+            r.is_max[f * n + t] = 1;
+            float bestv = -1.f;
+            int code = 0, sign = 1;
+            for (int s = 0; s < S; ++s)
+                for (int k = 0; k < nk; ++k) {
+                    const float x = A(f, s, k, t);
+                    if (std::fabs(x) > bestv) {
+                        bestv = std::fabs(x);
+                        code = s * nk + k;
+                        sign = x < 0 ? -1 : 1;
+                    }
+                }
+            double wsum = 0, ysum = 0;
+            for (int i = 0; i < nC; ++i) {
+                const int c = g.iC[f * nC + i];
+                if (c < 0) continue;
+                const double w = std::max(0.0, sign * static_cast<double>(B[(static_cast<size_t>(c) * nk + code % nk) * n + t]));
+                wsum += w;
+                ysum += w * g.ch_y_um[c];
+            }
+            UniversalSpike sp;
+            sp.t_center = t;
+            sp.t_trough = t - h + a.nt0min;
+            sp.pos = f;
+            sp.size_template = code;
+            sp.sign = sign;
+            sp.amp = v;
+            sp.x_um = g.x_um[f];
+            sp.y_um = g.y_um[f];
+            sp.y_weighted_um = wsum > 0 ? ysum / wsum : g.y_um[f];
+            r.spikes.push_back(sp);
+        }
+    return r;
+}
+
+struct PlainCase {
+    int n_chan;        // np1_section contacts
+    int64_t n;         // samples in the block, context included
+    int64_t ld_pad;    // extra row stride beyond n
+    int nk, nt, nt0min;
+    int sizes, nearest_chans;
+    float th;
+    uint32_t seed;
+    std::string str() const {
+        std::ostringstream o;
+        o << "C=" << n_chan << " n=" << n << " ld=n+" << ld_pad << " nk=" << nk << " nt=" << nt << " nt0min=" << nt0min
+          << " sizes=" << sizes << " nearest_chans=" << nearest_chans << " th=" << th << " seed=" << seed;
+        return o.str();
+    }
+};
+
+// Noise of SD 1 plus a few spikes of the first template; `ld` >= n pads each row with NaN, which
+// must never be read.
+std::vector<float> plain_block(const ks::Probe& p, const PlainCase& pc, const std::vector<float>& w) {
+    const int64_t ld = pc.n + pc.ld_pad;
+    std::mt19937 rng(pc.seed);
+    std::normal_distribution<float> noise(0.f, 1.f);
+    std::vector<float> x(static_cast<size_t>(p.n_chan()) * ld, std::numeric_limits<float>::quiet_NaN());
+    for (int c = 0; c < p.n_chan(); ++c)
+        for (int64_t t = 0; t < pc.n; ++t) x[c * ld + t] = noise(rng);
+    for (int64_t tr = 40; tr < pc.n; tr += 173) {
+        const int ch = static_cast<int>(rng() % p.n_chan());
+        for (int c = 0; c < p.n_chan(); ++c) {
+            const double dx = p.xc[c] - p.xc[ch], dy = p.yc[c] - p.yc[ch];
+            const float amp = 12.f * static_cast<float>(std::exp(-(dx * dx + dy * dy) / 600.0));
+            for (int tau = 0; tau < pc.nt; ++tau) {
+                const int64_t t = tr - pc.nt0min + tau;
+                if (t >= 0 && t < pc.n) x[c * ld + t] += amp * w[tau];
+            }
+        }
+    }
+    return x;
+}
+
+void expect_same_as_plain(const PlainCase& pc) {
+    SCOPED_TRACE(pc.str());
+    const auto p = np1_section(pc.n_chan);
+    ks::kernels::UniversalGridSettings gs;
+    gs.template_sizes = pc.sizes;
+    gs.nearest_chans = pc.nearest_chans;
+    gs.nearest_templates = 5;  // small neighbourhoods: many local maxima, so many values compared
+    const auto g = ks::kernels::make_universal_grid(p, gs);
+    const auto w = smooth_wtemp(pc.nk, pc.nt, pc.nt0min);
+    const auto x = plain_block(p, pc, w);
+    UniversalDetectArgs a;
+    a.x = x.data();
+    a.n_chan = pc.n_chan;
+    a.n_samples = pc.n;
+    a.ld_x = pc.n + pc.ld_pad;
+    a.context = pc.nt0min + pc.nt / 2 + 3;
+    a.wtemp = w.data();
+    a.nk = pc.nk;
+    a.nt = pc.nt;
+    a.nt0min = pc.nt0min;
+    a.grid = &g;
+    a.Th_universal = pc.th;
+    const auto plain = plain_detect(a);
+    const auto& want = plain.spikes;
+    ASSERT_GE(want.size(), 20u);  // low thresholds: many detections, near-ties included
+    auto expect_same = [&](const std::vector<UniversalSpike>& got, const char* what) {
+        ASSERT_EQ(got.size(), want.size()) << what;
+        for (size_t i = 0; i < got.size(); ++i) {
+            ASSERT_EQ(key(got[i]), key(want[i])) << what << ", detection " << i;
+            ASSERT_EQ(std::signbit(got[i].amp), std::signbit(want[i].amp)) << what << ", detection " << i;
+        }
+    };
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    expect_same(ks::kernels::cpu::detect_universal(a), "CPU, 1 thread");
+    omp_set_num_threads(2);
+    expect_same(ks::kernels::cpu::detect_universal(a), "CPU, 2 threads");
+    omp_set_num_threads(saved);
+    // The CUDA backend's last step, on the dense statistic, with its local-max flags or without.
+    expect_same(ks::kernels::cpu::universal_finish(a, plain.as.data(), nullptr), "universal_finish");
+    expect_same(ks::kernels::cpu::universal_finish(a, plain.as.data(), plain.is_max.data()), "universal_finish, flags");
+}
+
+TEST(UniversalDetect, CpuMatchesPlainLoopDefaultShapes) {
+    // KS4's shapes (nk 6, nt 61, 5 sizes, 10 channels); lengths below, at and across the CPU's
+    // time chunks, none a multiple of a vector; one with padded rows.
+    expect_same_as_plain({24, 700, 0, 6, 61, 20, 5, 10, 2.f, 1});
+    expect_same_as_plain({40, 2011, 5, 6, 61, 20, 5, 10, 2.5f, 2});
+    expect_same_as_plain({17, 801, 0, 6, 61, 20, 5, 10, 1.5f, 3});
+    // Every value of As above threshold: the CPU keeps each chunk's As whole rather than as a list.
+    expect_same_as_plain({24, 900, 2, 6, 61, 20, 5, 10, 0.f, 8});
+}
+
+TEST(UniversalDetect, CpuMatchesPlainLoopOtherShapes) {
+    // Template counts and sizes that are not whole tiles, other clip lengths, more or fewer
+    // channels per centre, and a probe smaller than nearest_chans (empty slots).
+    expect_same_as_plain({20, 900, 3, 4, 41, 12, 3, 7, 2.f, 4});
+    expect_same_as_plain({20, 1000, 0, 7, 31, 9, 7, 12, 2.f, 5});
+    expect_same_as_plain({16, 650, 1, 1, 21, 5, 1, 4, 1.5f, 6});
+    expect_same_as_plain({6, 1200, 0, 9, 61, 30, 6, 10, 2.f, 7});
 }
 
 }  // namespace

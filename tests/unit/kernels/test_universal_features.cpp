@@ -97,7 +97,9 @@ TEST(UniversalFeatures, EqualThePlainSumOnTheNearestChannels) {
                     EXPECT_NEAR(got, want, 1e-4) << "C " << C << " spike " << s << " slot " << i << " pc " << p;
                 }
             }
-        if (C < 10) EXPECT_GT(n_empty, 0) << "a 6-channel probe leaves empty slots";
+        if (C < 10) {
+            EXPECT_GT(n_empty, 0) << "a 6-channel probe leaves empty slots";
+        }
     }
 }
 

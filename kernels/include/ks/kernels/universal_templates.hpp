@@ -117,7 +117,7 @@ std::vector<UniversalSpike> detect_universal(const Device& dev, const UniversalD
 
 namespace cpu {
 std::vector<UniversalSpike> detect_universal(const UniversalDetectArgs& a);
-// The last step of both backends: from As (F x n_samples) and, when not null, the local-max flags
+// The CUDA backend's last step (the CPU backend uses an equivalent internal one): from As (F x n_samples) and, when not null, the local-max flags
 // (F x n_samples, nonzero = detection; else they are computed here), the sorted spikes with their
 // best (s, k), sign and weighted depth recomputed with the same arithmetic.
 std::vector<UniversalSpike> universal_finish(const UniversalDetectArgs& a, const float* as, const uint8_t* is_max);
