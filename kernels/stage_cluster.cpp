@@ -7,11 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <limits>
 #include <map>
 #include <memory>
 #include <numeric>
 #include <set>
+
+#include <simdjson.h>
 
 #include "ks/error.hpp"
 #include "ks/json.hpp"
@@ -88,11 +89,7 @@ std::vector<double> auto_x_centres(const std::vector<double>& xs) {
 
 StageParams StageParams::from(const Settings& s) {
     StageParams p;
-    auto to_int = [](int64_t v, const char* name) {
-        if (v > std::numeric_limits<int>::max()) throw Error(Exit::usage, std::string("setting ") + name + ": too large");
-        return static_cast<int>(v);
-    };
-    p.graph.cluster_neighbors = to_int(s.get_int("cluster_neighbors"), "cluster_neighbors");
+    p.graph.cluster_neighbors = s.get_int32("cluster_neighbors");
     p.graph.cluster_downsampling = s.get_int("cluster_downsampling");
     p.graph.max_cluster_subset = s.is_none("max_cluster_subset") ? 0 : s.get_int("max_cluster_subset");
     p.graph.seed = static_cast<uint64_t>(s.get_int("cluster_init_seed"));
@@ -167,6 +164,18 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     const std::string record = ddir + "/detect.json";
     std::error_code ec;
     if (!fs::exists(record, ec)) throw Error(Exit::usage, record + ": not found; run ks-detect --work " + work_dir + " first");
+    {
+        // The detections' header: this build reads format ks-detections version 1 (formats/detections.md).
+        simdjson::dom::parser parser;
+        simdjson::padded_string text;
+        simdjson::dom::element root;
+        std::string_view format;
+        int64_t version = 0;
+        if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) ||
+            root["extra"]["format"].get_string().get(format) || root["extra"]["version"].get_int64().get(version) ||
+            format != "ks-detections" || version != 1)
+            throw Error(Exit::usage, record + ": not a ks-detect record of format ks-detections version 1; rerun ks-detect");
+    }
     const Probe probe = Probe::load(work_dir + "/probe.json");
 
     const NpyArray gxy = read_npy_checked(ddir + "/grid_xy_um.npy", Dtype::float64, 2);
@@ -212,8 +221,16 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     const std::string dir = work_dir + "/cluster";
     fs::create_directories(dir + "/tmp", ec);
     if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
+    // The bucketed features are scratch: gone however this function ends.
+    struct TmpRemover {
+        std::string path;
+        ~TmpRemover() {
+            std::error_code e;
+            fs::remove_all(path, e);
+        }
+    } tmp_remover{dir + "/tmp"};
+    remove_stale_output(dir + "/cluster.json");
     std::error_code rm;
-    fs::remove(dir + "/cluster.json", rm);
 
     // Bucket the features by group into temporary files (row order = spike order within a group).
     std::vector<int64_t> group_count(n_groups, 0);
@@ -274,7 +291,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
                 for (int i = 0; i < nC; ++i)
                     if (iC[static_cast<size_t>(f) * nC + i] >= 0) uset.insert(iC[static_cast<size_t>(f) * nC + i]);
         const std::vector<int> uni(uset.begin(), uset.end());
-        std::map<int, int> col;
+        std::vector<int> col(C, -1);   // channel row -> column in the union
         for (size_t u = 0; u < uni.size(); ++u) col[uni[u]] = static_cast<int>(u);
         const int D = static_cast<int>(uni.size()) * P;
         std::vector<float> Xd(static_cast<size_t>(n) * D, 0.f);
@@ -315,7 +332,6 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         progress.advance(1);
     }
     progress.finish();
-    fs::remove(dir + "/tmp", rm);
     sum.n_clusters = K;
     for (int32_t l : labels) KS_ASSERT(l >= 0, "every spike has a cluster");
 

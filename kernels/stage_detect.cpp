@@ -18,14 +18,7 @@
 
 namespace ks::detect {
 
-namespace {
 namespace fs = std::filesystem;
-
-void remove_if_present(const std::string& p) {
-    std::error_code ec;
-    if (fs::remove(p, ec)) log::debug("removed stale %s", p.c_str());
-}
-}  // namespace
 
 StageParams StageParams::from(const Settings& s) {
     StageParams p;
@@ -53,7 +46,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         fs::create_directories(dir, ec);
         if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
     }
-    remove_if_present(dir + "/detect.json");
+    remove_stale_output(dir + "/detect.json");
 
     Summary sum;
     sum.n_batches = nb;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
-#include <limits>
 
 #include "ks/drift_map.hpp"
 #include "ks/error.hpp"
@@ -24,15 +23,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-int to_int(int64_t v, const char* name) {
-    if (v > std::numeric_limits<int>::max()) throw Error(Exit::usage, std::string("setting ") + name + ": too large");
-    return static_cast<int>(v);
-}
 
-void remove_if_present(const std::string& p) {
-    std::error_code ec;
-    if (fs::remove(p, ec)) log::debug("removed stale %s", p.c_str());
-}
 
 struct SpikeFiles {
     explicit SpikeFiles(const std::string& dir)
@@ -98,7 +89,7 @@ StageParams StageParams::from(const Settings& s) {
     StageParams p;
     p.batch_size = s.get_int("batch_size");
     p.universal = UniversalParams::from(s);
-    p.reg.nblocks = to_int(s.get_int("nblocks"), "nblocks");
+    p.reg.nblocks = s.get_int32("nblocks");
     p.reg.binning_depth = s.get_float("binning_depth");
     p.reg.Th_universal = s.get_float("Th_universal");
     const std::vector<double> sm = s.get_list("drift_smoothing");
@@ -139,8 +130,8 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
     }
     // The record marks the stage done; drop it first so a failed rerun never looks complete.
-    remove_if_present(dir + "/drift.json");
-    for (const char* f : {"drift_map.png", "wTEMP.npy", "wPCA.npy"}) remove_if_present(dir + "/" + f);
+    remove_stale_output(dir + "/drift.json");
+    for (const char* f : {"drift_map.png", "wTEMP.npy", "wPCA.npy"}) remove_stale_output(dir + "/" + f);
 
     Summary sum;
     sum.n_batches = nb;

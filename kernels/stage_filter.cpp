@@ -307,10 +307,6 @@ private:
     std::thread thread_;  // last: started after the members it uses exist
 };
 
-void remove_if_present(const std::string& p) {
-    std::error_code ec;
-    if (fs::remove(p, ec)) log::debug("removed stale %s", p.c_str());
-}
 
 // Reference groups: the channels of each shank (kcoords value, in order of first appearance).
 // A shank of fewer than 3 channels gets no reference: the median of 1 channel is itself (and of 2
@@ -430,9 +426,9 @@ Summary run(const Inputs& in, Settings& settings, const Device& dev, const RunOp
         std::error_code ec;
         fs::create_directories(dir, ec);
         if (ec) throw Error(Exit::usage, dir + ": cannot create: " + ec.message());
-        remove_if_present(dir + "/filter.json");
-        remove_if_present(dir + "/filtered.json");
-        remove_if_present(dir + "/filtered.bin");
+        remove_stale_output(dir + "/filter.json");
+        remove_stale_output(dir + "/filtered.json");
+        remove_stale_output(dir + "/filtered.bin");
         bin = std::make_unique<OutputFile>(dir + "/filtered.bin");
     }
 

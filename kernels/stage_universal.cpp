@@ -2,38 +2,30 @@
 #include "ks/stages/universal.hpp"
 
 #include <algorithm>
-#include <limits>
 #include <string>
 
 #include "ks/error.hpp"
 
 namespace ks {
 
-namespace {
-int to_int(int64_t v, const char* name) {
-    if (v > std::numeric_limits<int>::max()) throw Error(Exit::usage, std::string("setting ") + name + ": too large");
-    return static_cast<int>(v);
-}
-}  // namespace
-
 UniversalParams UniversalParams::from(const Settings& s) {
     UniversalParams p;
-    p.nt = to_int(s.get_int("nt"), "nt");
-    p.nt0min = s.is_none("nt0min") ? static_cast<int>(20.0 * p.nt / 61.0) : to_int(s.get_int("nt0min"), "nt0min");
+    p.nt = s.get_int32("nt");
+    p.nt0min = s.is_none("nt0min") ? static_cast<int>(20.0 * p.nt / 61.0) : s.get_int32("nt0min");
     if (p.nt < 3 || p.nt % 2 == 0) throw Error(Exit::usage, "setting nt: must be odd and at least 3");
     p.templates_from_data = s.get_bool("templates_from_data");
-    p.n_templates = to_int(s.get_int("n_templates"), "n_templates");
-    p.n_pcs = to_int(s.get_int("n_pcs"), "n_pcs");
+    p.n_templates = s.get_int32("n_templates");
+    p.n_pcs = s.get_int32("n_pcs");
     if (p.n_pcs > p.nt) throw Error(Exit::usage, "setting n_pcs: must not exceed nt");
     p.Th_single_ch = static_cast<float>(s.get_float("Th_single_ch"));
     p.Th_universal = static_cast<float>(s.get_float("Th_universal"));
     p.grid.dmin = s.is_none("dmin") ? 0.0 : s.get_float("dmin");
     p.grid.dminx = s.get_float("dminx");
     p.grid.min_template_size = s.get_float("min_template_size");
-    p.grid.template_sizes = to_int(s.get_int("template_sizes"), "template_sizes");
+    p.grid.template_sizes = s.get_int32("template_sizes");
     p.grid.max_channel_distance = s.get_float("max_channel_distance");
-    p.grid.nearest_chans = to_int(s.get_int("nearest_chans"), "nearest_chans");
-    p.grid.nearest_templates = to_int(s.get_int("nearest_templates"), "nearest_templates");
+    p.grid.nearest_chans = s.get_int32("nearest_chans");
+    p.grid.nearest_templates = s.get_int32("nearest_templates");
     return p;
 }
 

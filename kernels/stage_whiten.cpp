@@ -26,10 +26,6 @@ bool exists(const std::string& p) {
     return fs::exists(p, ec);
 }
 
-void remove_if_present(const std::string& p) {
-    std::error_code ec;
-    if (fs::remove(p, ec)) log::debug("removed stale %s", p.c_str());
-}
 
 std::vector<float> to_float(const std::vector<double>& v) {
     std::vector<float> out(v.size());
@@ -135,10 +131,10 @@ Summary run(const std::string& work_dir, const Params& params, const Device& dev
         if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
     }
     // The record marks the stage done; drop the old one first so a failed rerun never looks complete.
-    remove_if_present(dir + "/whiten.json");
+    remove_stale_output(dir + "/whiten.json");
     if (!options.write_whitened) {  // a copy made with an older matrix would be stale
-        remove_if_present(dir + "/whitened.bin");
-        remove_if_present(dir + "/whitened.json");
+        remove_stale_output(dir + "/whitened.bin");
+        remove_stale_output(dir + "/whitened.json");
     }
 
     log::info("whitening on %s (%s)", dev.describe().c_str(), dev.why().c_str());

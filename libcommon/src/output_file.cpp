@@ -2,11 +2,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "ks/error.hpp"
+#include "ks/log.hpp"
 
 namespace ks {
 namespace {
@@ -99,6 +101,11 @@ void OutputFile::commit() {
         (void)fsync(dfd);
         ::close(dfd);
     }
+}
+
+void remove_stale_output(const std::string& path) {
+    std::error_code ec;
+    if (std::filesystem::remove(path, ec)) log::debug("removed stale %s", path.c_str());
 }
 
 void write_file_atomic(const std::string& path, const std::string& content) {

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include <simdjson.h>
@@ -326,6 +327,12 @@ static const SettingValue& need(const Settings& s, const std::string& name, Sett
 }
 
 int64_t Settings::get_int(const std::string& name) const { return need(*this, name, SettingType::Int).i; }
+int Settings::get_int32(const std::string& name) const {
+    const int64_t v = get_int(name);
+    if (v > std::numeric_limits<int>::max() || v < std::numeric_limits<int>::min())
+        throw Error(Exit::usage, "setting " + name + ": " + std::to_string(v) + " is too large");
+    return static_cast<int>(v);
+}
 double Settings::get_float(const std::string& name) const {
     const SettingValue& v = need(*this, name, SettingType::Float);
     return find(name)->type == SettingType::Int ? static_cast<double>(v.i) : v.f;

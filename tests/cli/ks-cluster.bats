@@ -82,3 +82,14 @@ PY
   assert_failure 2
   assert_output --partial "cluster_downsampling"
 }
+
+@test "ks-cluster leaves no scratch behind and rejects detections of another format" {
+  assert [ ! -e "$W/cluster/tmp" ]
+  cp -r "$W" w4
+  "$PY" -c "
+import json; p = 'w4/detect/detect.json'; j = json.load(open(p)); j['extra']['version'] = 2; json.dump(j, open(p, 'w'))"
+  run "$KS" --work w4 -q
+  assert_failure 2
+  assert_output --partial "detect.json"
+  assert [ ! -e w4/cluster/tmp ]
+}

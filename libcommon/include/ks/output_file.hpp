@@ -36,6 +36,10 @@ private:
 // Convenience: the whole content at once.
 void write_file_atomic(const std::string& path, const std::string& content);
 
+// Removes a former output that a rerun is about to replace (e.g. the stage record, so a failed
+// rerun never looks complete); absent files are fine. Logged at debug level.
+void remove_stale_output(const std::string& path);
+
 // Reads a whole (small) file; throws Error(usage) naming it when missing or unreadable.
 std::string read_text_file(const std::string& path);
 

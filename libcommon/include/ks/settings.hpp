@@ -67,6 +67,8 @@ public:
     // Typed access. Throws Error(usage) when the value is None and the caller needs one
     // ("setting n_chan_bin is required ...").
     int64_t get_int(const std::string& name) const;
+    // The same for code that needs an int: Error(usage) naming the setting when it does not fit.
+    int get_int32(const std::string& name) const;
     double get_float(const std::string& name) const;  // Int settings convert
     bool get_bool(const std::string& name) const;
     std::vector<double> get_list(const std::string& name) const;
