@@ -81,6 +81,35 @@ int64_t WhitenedBatches::read(int b, std::vector<float>& scratch, std::vector<fl
     return n;
 }
 
+int64_t WhitenedBatches::read_range(int64_t start, int64_t length, int64_t context, std::vector<float>& scratch,
+                                    std::vector<float>& out) const {
+    KS_ASSERT(length >= 0 && context >= 0 && n_batches_ > 0, "WhitenedBatches::read_range: arguments");
+    const int C = n_channels();
+    const int64_t n = length + 2 * context, first = start - context;
+    scratch.resize(static_cast<size_t>(C) * n);
+    out.resize(scratch.size());
+    rec_->read(first, n, scratch.data());
+    // Runs of samples that share a batch, each with that batch's matrix.
+    for (int64_t i = 0; i < n;) {
+        const int64_t s = first + i;
+        const int b = static_cast<int>(std::clamp<int64_t>(s < 0 ? 0 : s / batch_size_, 0, n_batches_ - 1));
+        int64_t end = n;   // first buffer index of another batch
+        if (b < n_batches_ - 1) end = std::min(n, batch_start(b + 1) - first);
+        std::vector<float> m;
+        if (motion_) m = drift::batch_matrix(*kriging_, *motion_, b, wrot_);
+        kernels::ApplyMatrixArgs a;
+        a.w = motion_ ? m.data() : wrot_.data();
+        a.n_out = a.n_in = C;
+        a.x = scratch.data() + i;
+        a.n_samples = end - i;
+        a.ld_x = a.ld_out = n;
+        a.out = out.data() + i;
+        kernels::apply_matrix(dev_, a);
+        i = end;
+    }
+    return n;
+}
+
 std::vector<std::string> WhitenedBatches::input_files() const {
     return {work_ + "/probe.json", work_ + "/filter/filter.json", work_ + "/whiten/whiten.json"};
 }

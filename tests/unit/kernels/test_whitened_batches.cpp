@@ -2,6 +2,9 @@
 // plus its context, edge samples repeated, computed here independently in double.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <tuple>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -126,6 +129,39 @@ TEST(WhitenedBatches, MotionAppliesTheBatchsKrigingMatrixAfterWhitening) {
     m.status = ks::drift::MotionStatus::too_few_spikes;
     wb.use_motion(m, 20.0);
     EXPECT_FALSE(wb.corrected());
+}
+
+TEST(WhitenedBatches, RangesUseEachSamplesOwnBatchMatrixWhateverTheRange) {
+    Work work;
+    const ks::Device dev = ks::Device::open("cpu", 1);
+    ks::WhitenedBatches wb(work.dir.path(), dev, 100, 0);
+    ks::drift::MotionEstimate m;
+    m.status = ks::drift::MotionStatus::ok;
+    m.n_batches = 3;
+    m.n_blocks = 1;
+    m.dshift = {0.0, 7.5, -4.0};
+    m.yblk = {20.0};
+    wb.use_motion(m, 20.0);
+    // Reference: sample s (clamped into the recording's batches) from read(b) of its own batch.
+    std::vector<float> scratch, out;
+    std::vector<std::vector<float>> per_batch(3);
+    for (int b = 0; b < 3; ++b) wb.read(b, scratch, per_batch[b]);
+    auto want = [&](int64_t s, int c) {
+        const int64_t sc = std::clamp<int64_t>(s, 0, wb.n_samples() - 1);
+        const int b = static_cast<int>(sc / 100);
+        const int64_t len = wb.batch_length(b);
+        // Outside the recording the edge sample is repeated, whitened with the edge batch's matrix.
+        return per_batch[b][static_cast<size_t>(c) * len + (sc - wb.batch_start(b))];
+    };
+    for (auto [start, length, context] : {std::tuple<int64_t, int64_t, int64_t>{0, 300, 0}, {37, 120, 25},
+                                          {-5, 40, 10}, {150, 200, 30}, {95, 10, 4}}) {
+        const int64_t n = wb.read_range(start, length, context, scratch, out);
+        ASSERT_EQ(n, length + 2 * context);
+        for (int c = 0; c < kC; ++c)
+            for (int64_t i = 0; i < n; ++i)
+                ASSERT_NEAR(out[static_cast<size_t>(c) * n + i], want(start - context + i, c), 1e-5)
+                    << "range " << start << "+" << length << " ctx " << context << " ch " << c << " at " << i;
+    }
 }
 
 TEST(WhitenedBatches, MissingStagesAreUsageErrorsNamingWhatToRun) {

@@ -43,6 +43,13 @@ public:
     // channel-major; returns the row stride (length + 2·context). `scratch` and `out` are resized.
     int64_t read(int b, std::vector<float>& scratch, std::vector<float>& out) const;
 
+    // Any range: samples [start - context, start + length + context), each sample whitened and corrected
+    // with the matrix of the batch it belongs to (samples outside the recording: edge samples, first or
+    // last batch's matrix). So a sample's value does not depend on which range reads it, and a stage
+    // that reads in chunks of its own size gets the same data whatever that size. Returns the stride.
+    int64_t read_range(int64_t start, int64_t length, int64_t context, std::vector<float>& scratch,
+                       std::vector<float>& out) const;
+
     // Paths of the inputs, for the provenance record.
     std::vector<std::string> input_files() const;
 

@@ -1,0 +1,501 @@
+// Template matching by peeling, CPU (kilosort4-algorithm.md §6). See template_match.hpp.
+//
+// Exactness matters more than in the reference: the cross-products ctc are formed from the same PC
+// coefficients as the projections, so after subtracting a·T_k at t the template's own projection
+// Bk[k, t] is zero up to rounding, and every other Bk is what projecting the residual would give.
+// Passes after the first only revisit the samples a subtraction can have changed (within 2·nt of a
+// peeled spike); that gives exactly the detections of a full rescan, at a fraction of the cost.
+#include "ks/kernels/template_match.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+
+#include <Eigen/Dense>
+
+#include "ks/error.hpp"
+
+namespace ks::match {
+
+namespace {
+
+using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// For template a: row[b * L + (l + nt)] = sum_pq (sum_c U[a,c,p] U[b,c,q]) C_pq(l), for all b.
+// Templates with no channel in common with a give zeros without arithmetic.
+class CrossProducts {
+public:
+    CrossProducts(const float* U, int K, int C, int P, const float* wpca, int nt)
+        : U_(U), K_(K), C_(C), P_(P), nt_(nt), L_(2 * nt + 1), cl_(pc_lag_products(wpca, P, nt)) {
+        // Ut: (K*P) x C, row a*P+p = U[a, :, p]
+        ut_.resize(static_cast<size_t>(K) * P, C);
+        for (int a = 0; a < K; ++a)
+            for (int c = 0; c < C; ++c)
+                for (int p = 0; p < P; ++p) ut_(a * P + p, c) = U[(static_cast<size_t>(a) * C + c) * P + p];
+        first_.assign(K, C);
+        last_.assign(K, -1);
+        for (int a = 0; a < K; ++a)
+            for (int c = 0; c < C; ++c)
+                for (int p = 0; p < P; ++p)
+                    if (U[(static_cast<size_t>(a) * C + c) * P + p] != 0.f) {
+                        first_[a] = std::min(first_[a], c);
+                        last_[a] = std::max(last_[a], c);
+                    }
+    }
+    int lags() const { return L_; }
+
+    void row(int a, float* out) const {
+        std::fill(out, out + static_cast<size_t>(K_) * L_, 0.f);
+        if (last_[a] < 0) return;
+        const int c0 = first_[a], nc = last_[a] - first_[a] + 1;
+        // M = Ut[a] (P x nc) · Ut[b]^T over the channel span of a, for all b at once: P x (K*P).
+        const RowMatF m = ut_.block(static_cast<Eigen::Index>(a) * P_, c0, P_, nc) *
+                          ut_.block(0, c0, static_cast<Eigen::Index>(K_) * P_, nc).transpose();
+        for (int b = 0; b < K_; ++b) {
+            if (last_[b] < c0 || first_[b] > last_[a]) continue;
+            for (int l = 0; l < L_; ++l) {
+                double s = 0;
+                const double* cl = cl_.data() + static_cast<size_t>(l) * P_ * P_;
+                for (int p = 0; p < P_; ++p)
+                    for (int q = 0; q < P_; ++q) s += static_cast<double>(m(p, b * P_ + q)) * cl[p * P_ + q];
+                out[static_cast<size_t>(b) * L_ + l] = static_cast<float>(s);
+            }
+        }
+    }
+
+private:
+    const float* U_;
+    int K_, C_, P_, nt_, L_;
+    std::vector<double> cl_;
+    RowMatF ut_;
+    std::vector<int> first_, last_;
+};
+
+}  // namespace
+
+std::vector<double> pc_lag_products(const float* wpca, int P, int nt) {
+    const int L = 2 * nt + 1;
+    std::vector<double> out(static_cast<size_t>(L) * P * P, 0.0);
+    for (int l = -nt; l <= nt; ++l)
+        for (int p = 0; p < P; ++p)
+            for (int q = 0; q < P; ++q) {
+                double s = 0;
+                for (int tau = std::max(0, l); tau < std::min(nt, nt + l); ++tau)
+                    s += static_cast<double>(wpca[static_cast<size_t>(p) * nt + tau - l]) * wpca[static_cast<size_t>(q) * nt + tau];
+                out[(static_cast<size_t>(l + nt) * P + p) * P + q] = s;
+            }
+    return out;
+}
+
+std::vector<float> template_cross_products(const float* U, int K, int C, int P, const float* wpca, int nt) {
+    const CrossProducts cp(U, K, C, P, wpca, nt);
+    const int L = cp.lags();
+    std::vector<float> ctc(static_cast<size_t>(K) * K * L);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int a = 0; a < K; ++a) cp.row(a, ctc.data() + static_cast<size_t>(a) * K * L);
+    return ctc;
+}
+
+namespace {
+
+std::vector<float> unit_norm_templates(const float* U, int K, int C, int P) {
+    const size_t D = static_cast<size_t>(C) * P;
+    std::vector<float> un(U, U + K * D);
+    for (int k = 0; k < K; ++k) {
+        double s = 0;
+        for (size_t i = 0; i < D; ++i) s += static_cast<double>(un[k * D + i]) * un[k * D + i];
+        const float inv = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.f;
+        for (size_t i = 0; i < D; ++i) un[k * D + i] *= inv;
+    }
+    return un;
+}
+
+// Best lag of each template in a cross-product row; lag 0 wins ties (no shift unless another lag is
+// strictly better).
+void best_lags(const float* row, int K, int nt, float* sim, int* lag) {
+    const int L = 2 * nt + 1;
+    for (int b = 0; b < K; ++b) {
+        const float* r = row + static_cast<size_t>(b) * L;
+        int best = nt;
+        for (int l = 0; l < L; ++l)
+            if (r[l] > r[best]) best = l;
+        sim[b] = std::max(0.f, r[best]);
+        lag[b] = best - nt;
+    }
+}
+
+}  // namespace
+
+void template_similarity(const float* U, int K, int C, int P, const float* wpca, int nt, std::vector<float>* sim,
+                         std::vector<int>* lag) {
+    const std::vector<float> un = unit_norm_templates(U, K, C, P);
+    const CrossProducts cp(un.data(), K, C, P, wpca, nt);
+    const int L = cp.lags();
+    sim->assign(static_cast<size_t>(K) * K, 0.f);
+    lag->assign(static_cast<size_t>(K) * K, 0);
+#pragma omp parallel
+    {
+        std::vector<float> row(static_cast<size_t>(K) * L);
+#pragma omp for schedule(dynamic, 4)
+        for (int a = 0; a < K; ++a) {
+            cp.row(a, row.data());
+            best_lags(row.data(), K, nt, sim->data() + static_cast<size_t>(a) * K, lag->data() + static_cast<size_t>(a) * K);
+        }
+    }
+}
+
+void template_similarity_row(const float* U, int K, int C, int P, const float* wpca, int nt, int a,
+                             std::vector<float>* sim_row, std::vector<int>* lag_row) {
+    const std::vector<float> un = unit_norm_templates(U, K, C, P);
+    const CrossProducts cp(un.data(), K, C, P, wpca, nt);
+    std::vector<float> row(static_cast<size_t>(K) * cp.lags());
+    cp.row(a, row.data());
+    sim_row->resize(K);
+    lag_row->resize(K);
+    best_lags(row.data(), K, nt, sim_row->data(), lag_row->data());
+}
+
+std::vector<int> align_templates(float* U, int K, int C, int P, const float* wpca, int nt, const float* wtemp,
+                                 int n_wtemp, int max_shift) {
+    std::vector<int> shifts(K, 0);
+#pragma omp parallel for schedule(dynamic, 4)
+    for (int k = 0; k < K; ++k) {
+        float* u = U + static_cast<size_t>(k) * C * P;
+        std::vector<double> wave(static_cast<size_t>(C) * nt, 0.0);
+        bool any = false;
+        for (int c = 0; c < C; ++c)
+            for (int p = 0; p < P; ++p) {
+                const double v = u[c * P + p];
+                if (v == 0) continue;
+                any = true;
+                for (int t = 0; t < nt; ++t) wave[c * nt + t] += v * wpca[static_cast<size_t>(p) * nt + t];
+            }
+        if (!any) continue;
+        // The lag j at which a universal template placed j samples later fits best, over channels.
+        double best = -1;
+        int jbest = 0;
+        for (int j = -max_shift; j <= max_shift; ++j)
+            for (int c = 0; c < C; ++c)
+                for (int i = 0; i < n_wtemp; ++i) {
+                    double r = 0;
+                    for (int t = std::max(0, j); t < std::min(nt, nt + j); ++t)
+                        r += wave[c * nt + t] * wtemp[static_cast<size_t>(i) * nt + t - j];
+                    if (std::fabs(r) > best || (std::fabs(r) == best && std::abs(j) < std::abs(jbest))) {
+                        best = std::fabs(r);
+                        jbest = j;
+                    }
+                }
+        shifts[k] = jbest;
+        if (jbest == 0) continue;
+        for (int c = 0; c < C; ++c)
+            for (int p = 0; p < P; ++p) {
+                double s = 0;
+                for (int t = 0; t < nt; ++t) {
+                    const int src = t + jbest;
+                    if (src >= 0 && src < nt) s += wave[c * nt + src] * wpca[static_cast<size_t>(p) * nt + t];
+                }
+                u[c * P + p] = static_cast<float>(s);
+            }
+    }
+    return shifts;
+}
+
+std::vector<int> merge_near_duplicates(std::vector<float>& U, int& K, int C, int P, const float* wpca, int nt,
+                                       std::vector<int64_t>& counts, double sim_threshold, double norm_ratio) {
+    const size_t D = static_cast<size_t>(C) * P;
+    KS_ASSERT(U.size() == K * D && counts.size() == static_cast<size_t>(K), "merge_near_duplicates: shapes");
+    std::vector<int> into(K);
+    for (int k = 0; k < K; ++k) into[k] = k;
+    std::vector<char> alive(K, 1);
+    auto norm = [&](int k) {
+        double s = 0;
+        for (size_t i = 0; i < D; ++i) s += static_cast<double>(U[k * D + i]) * U[k * D + i];
+        return std::sqrt(s);
+    };
+    std::vector<int> order(K);
+    for (int k = 0; k < K; ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return counts[a] > counts[b]; });
+    std::vector<float> sim;
+    std::vector<int> lag;
+    for (int a : order) {
+        if (!alive[a]) continue;
+        for (;;) {
+            template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
+            std::vector<int> cand;
+            for (int b = 0; b < K; ++b)
+                if (b != a && alive[b] && sim[b] >= sim_threshold) cand.push_back(b);
+            std::stable_sort(cand.begin(), cand.end(), [&](int x, int y) { return sim[x] > sim[y]; });
+            const double na = norm(a);
+            int merged = -1;
+            for (int b : cand) {
+                const double nb = norm(b);
+                if (std::fabs(2 * (na - nb) / (na + nb)) < norm_ratio) {
+                    merged = b;
+                    break;
+                }
+            }
+            if (merged < 0) break;
+            const double wa = static_cast<double>(counts[a]), wb = static_cast<double>(counts[merged]);
+            const double tot = std::max(1.0, wa + wb);
+            for (size_t i = 0; i < D; ++i)
+                U[a * D + i] = static_cast<float>((wa * U[a * D + i] + wb * U[merged * D + i]) / tot);
+            counts[a] += counts[merged];
+            counts[merged] = 0;
+            std::fill(U.begin() + merged * D, U.begin() + (merged + 1) * D, 0.f);
+            alive[merged] = 0;
+            for (int& t : into)
+                if (t == merged) t = a;
+        }
+    }
+    std::vector<int> renum(K, -1);
+    int kept = 0;
+    std::vector<float> Unew;
+    std::vector<int64_t> cnew;
+    for (int k = 0; k < K; ++k)
+        if (alive[k]) {
+            renum[k] = kept++;
+            Unew.insert(Unew.end(), U.begin() + k * D, U.begin() + (k + 1) * D);
+            cnew.push_back(counts[k]);
+        }
+    for (int& t : into) t = renum[t];
+    U.swap(Unew);
+    counts.swap(cnew);
+    K = kept;
+    return into;
+}
+
+MatchTemplates prepare_templates(const float* U, int K, int C, int P, const float* wpca, int nt,
+                                 const int32_t* near_chans, int nC) {
+    MatchTemplates T;
+    T.K = K;
+    T.C = C;
+    T.P = P;
+    T.nt = nt;
+    T.nC = nC;
+    T.U.assign(U, U + static_cast<size_t>(K) * C * P);
+    T.wpca.assign(wpca, wpca + static_cast<size_t>(P) * nt);
+    T.ctc = template_cross_products(U, K, C, P, wpca, nt);
+    const int L = 2 * nt + 1;
+    T.norm2.resize(K);
+    T.peak_chan.resize(K);
+    T.chans.resize(static_cast<size_t>(K) * nC);
+    T.wave.assign(static_cast<size_t>(K) * C * nt, 0.f);
+    std::map<std::vector<int>, int> group_of_support;
+    for (int k = 0; k < K; ++k) {
+        // The energy the peeling removes: ctc[k, k, lag 0] (= sum U^2 for an orthonormal basis).
+        T.norm2[k] = T.ctc[(static_cast<size_t>(k) * K + k) * L + nt];
+        double best = -1;
+        std::vector<int> support;
+        for (int c = 0; c < C; ++c) {
+            double e = 0;
+            for (int p = 0; p < P; ++p) {
+                const double u = U[(static_cast<size_t>(k) * C + c) * P + p];
+                e += u * u;
+                for (int t = 0; t < nt; ++t)
+                    T.wave[(static_cast<size_t>(k) * C + c) * nt + t] += static_cast<float>(u * wpca[static_cast<size_t>(p) * nt + t]);
+            }
+            if (e > best) {
+                best = e;
+                T.peak_chan[k] = c;
+            }
+            if (e > 0) support.push_back(c);
+        }
+        for (int i = 0; i < nC; ++i) T.chans[static_cast<size_t>(k) * nC + i] = near_chans[static_cast<size_t>(T.peak_chan[k]) * nC + i];
+        if (support.empty() || !(T.norm2[k] > 0)) continue;   // a zero template can never be fitted
+        auto it = group_of_support.find(support);
+        if (it == group_of_support.end()) {
+            it = group_of_support.emplace(support, static_cast<int>(T.groups.size())).first;
+            T.groups.push_back({{}, support});
+        }
+        T.groups[it->second].templates.push_back(k);
+    }
+    return T;
+}
+
+namespace {
+
+// Cbest[t] = max_k relu(Bk[k,t])^2 / norm2[k] over t in [t0, t1); kbest the argmax (lowest k on ties).
+void best_over_templates(const MatchTemplates& T, const std::vector<float>& bk, int64_t ld, int64_t t0, int64_t t1,
+                         std::vector<float>& cbest, std::vector<int32_t>& kbest) {
+    if (t1 <= t0) return;
+    std::fill(cbest.begin() + t0, cbest.begin() + t1, 0.f);
+    std::fill(kbest.begin() + t0, kbest.begin() + t1, -1);
+    for (const auto& g : T.groups)
+        for (int k : g.templates) {
+            const float inv = 1.f / T.norm2[k];
+            const float* row = bk.data() + static_cast<size_t>(k) * ld;
+            for (int64_t t = t0; t < t1; ++t) {
+                const float v = row[t] > 0.f ? row[t] * row[t] * inv : 0.f;
+                if (v > cbest[t] || (v == cbest[t] && v > 0.f && k < kbest[t])) {
+                    cbest[t] = v;
+                    kbest[t] = k;
+                }
+            }
+        }
+}
+
+}  // namespace
+
+std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T, const MatchArgs& a,
+                                      std::vector<float>* features, MatchStats* stats) {
+    (void)dev;  // the CPU path; the CUDA one lives in kernels/cuda
+    const int C = T.C, P = T.P, nt = T.nt, K = T.K, L = 2 * nt + 1, half = nt / 2;
+    const int64_t n = a.n_samples;
+    KS_ASSERT(a.ld_x >= n && a.max_peels >= 1, "match_batch: arguments");
+    std::vector<MatchedSpike> out;
+    if (features) features->clear();
+    if (stats) *stats = MatchStats{};
+    if (K == 0 || n < 2 * nt + 1 || T.groups.empty()) return out;
+    const int64_t s0 = nt, s1 = n - nt;   // searched centres
+
+    // Projections Bk[k, t] = <T_k centred at t, x> for t in [s0, s1), in time tiles through the PC basis.
+    std::vector<float> bk(static_cast<size_t>(K) * n, 0.f);
+    std::vector<char> used(C, 0);
+    for (const auto& g : T.groups)
+        for (int c : g.channels) used[c] = 1;
+    constexpr int64_t kTile = 2048;
+    const int64_t n_tiles = (s1 - s0 + kTile - 1) / kTile;
+#pragma omp parallel
+    {
+        std::vector<float> bpc(static_cast<size_t>(C) * P * kTile), gathered, res;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t tile = 0; tile < n_tiles; ++tile) {
+            const int64_t t0 = s0 + tile * kTile, w = std::min(kTile, s1 - t0);
+            for (int c = 0; c < C; ++c) {
+                if (!used[c]) continue;
+                const float* xc = a.x + static_cast<size_t>(c) * a.ld_x + (t0 - half);
+                for (int p = 0; p < P; ++p) {
+                    float* o = bpc.data() + (static_cast<size_t>(c) * P + p) * kTile;
+                    std::fill(o, o + w, 0.f);
+                    const float* wp = T.wpca.data() + static_cast<size_t>(p) * nt;
+                    for (int tau = 0; tau < nt; ++tau) {
+                        const float wv = wp[tau];
+                        const float* xs = xc + tau;
+                        for (int64_t t = 0; t < w; ++t) o[t] += wv * xs[t];
+                    }
+                }
+            }
+            for (const auto& g : T.groups) {
+                const int S = static_cast<int>(g.channels.size()), kg = static_cast<int>(g.templates.size());
+                gathered.resize(static_cast<size_t>(S) * P * w);
+                for (int s = 0; s < S; ++s)
+                    for (int p = 0; p < P; ++p)
+                        std::copy_n(bpc.data() + (static_cast<size_t>(g.channels[s]) * P + p) * kTile, w,
+                                    gathered.data() + (static_cast<size_t>(s) * P + p) * w);
+                RowMatF ug(kg, S * P);
+                for (int i = 0; i < kg; ++i)
+                    for (int s = 0; s < S; ++s)
+                        for (int p = 0; p < P; ++p)
+                            ug(i, s * P + p) = T.U[(static_cast<size_t>(g.templates[i]) * C + g.channels[s]) * P + p];
+                res.resize(static_cast<size_t>(kg) * w);
+                Eigen::Map<RowMatF> r(res.data(), kg, w);
+                r.noalias() = ug * Eigen::Map<const RowMatF>(gathered.data(), static_cast<Eigen::Index>(S) * P, w);
+                for (int i = 0; i < kg; ++i)
+                    std::copy_n(res.data() + static_cast<size_t>(i) * w, w, bk.data() + static_cast<size_t>(g.templates[i]) * n + t0);
+            }
+        }
+    }
+
+    std::vector<float> cbest(n, 0.f);
+    std::vector<int32_t> kbest(n, -1);
+    {
+        // First pass over everything, in parallel time chunks.
+        const int64_t chunks = (s1 - s0 + 8191) / 8192;
+#pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < chunks; ++ch)
+            best_over_templates(T, bk, n, s0 + ch * 8192, std::min(s1, s0 + (ch + 1) * 8192), cbest, kbest);
+    }
+    std::vector<float> xres(static_cast<size_t>(C) * n);
+    for (int c = 0; c < C; ++c) std::copy_n(a.x + static_cast<size_t>(c) * a.ld_x, n, xres.data() + static_cast<size_t>(c) * n);
+
+    const float th2 = a.Th_learned * a.Th_learned;
+    struct Found {
+        int64_t t;
+        int32_t k;
+        float amp, scale;
+    };
+    std::vector<Found> found;
+    std::vector<std::pair<int64_t, int64_t>> cand = {{s0, s1}};   // sample ranges to examine this pass
+    std::vector<int64_t> det;
+    int pass = 0;
+    for (; pass < a.max_peels && !cand.empty(); ++pass) {
+        det.clear();
+        for (const auto& [c0, c1] : cand)
+            for (int64_t t = c0; t < c1; ++t) {
+                const float v = cbest[t];
+                if (!(v > th2)) continue;
+                // A local maximum over t ± nt among all templates; the earliest sample wins ties, so
+                // two detections of one pass are more than nt apart and their updates never interact.
+                bool is_max = true;
+                for (int64_t u = std::max(s0, t - nt); u <= std::min(s1 - 1, t + nt) && is_max; ++u)
+                    if (cbest[u] > v || (u < t && cbest[u] == v)) is_max = false;
+                if (is_max) det.push_back(t);
+            }
+        if (det.empty()) break;
+        std::vector<std::pair<int64_t, int64_t>> next;
+        for (int64_t t : det) {
+            const int k = kbest[t];
+            const float b = bk[static_cast<size_t>(k) * n + t];
+            const float scale = b / T.norm2[k];
+            found.push_back({t, k, b / std::sqrt(T.norm2[k]), scale});
+            // Residual: subtract scale * T_k centred at t.
+            const float* wk = T.wave.data() + static_cast<size_t>(k) * C * nt;
+            for (int c = 0; c < C; ++c) {
+                if (!used[c]) continue;
+                const float* wc = wk + static_cast<size_t>(c) * nt;
+                float* xr = xres.data() + static_cast<size_t>(c) * n + (t - half);
+                for (int tau = 0; tau < nt; ++tau) xr[tau] -= scale * wc[tau];
+            }
+            // Projections: Bk[j, t + l] -= scale * ctc[j, k, l].
+            const int64_t u0 = t - nt;   // >= 0 since t >= s0 = nt
+            for (int j = 0; j < K; ++j) {
+                const float* cj = T.ctc.data() + (static_cast<size_t>(j) * K + k) * L;
+                float* bj = bk.data() + static_cast<size_t>(j) * n + u0;
+                const int64_t m = std::min<int64_t>(L, n - u0);
+                for (int64_t l = 0; l < m; ++l) bj[l] -= scale * cj[l];
+            }
+            best_over_templates(T, bk, n, std::max(s0, t - nt), std::min(s1, t + nt + 1), cbest, kbest);
+            const int64_t r0 = std::max(s0, t - 2 * nt), r1 = std::min(s1, t + 2 * nt + 1);
+            if (!next.empty() && r0 <= next.back().second)
+                next.back().second = std::max(next.back().second, r1);
+            else
+                next.emplace_back(r0, r1);
+        }
+        cand.swap(next);
+    }
+
+    std::sort(found.begin(), found.end(), [](const Found& x, const Found& y) { return x.t != y.t ? x.t < y.t : x.k < y.k; });
+    if (stats) {
+        stats->passes = pass;
+        stats->n_found = static_cast<int64_t>(found.size());
+    }
+    const int nC = T.nC;
+    for (const Found& f : found) {
+        const int64_t trough = f.t - half + a.nt0min;
+        if (trough < a.report_lo || trough >= a.report_hi) continue;
+        out.push_back({trough, f.k, f.amp, f.scale});
+    }
+    if (features) {
+        features->assign(out.size() * nC * P, 0.f);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < static_cast<int64_t>(out.size()); ++i) {
+            const MatchedSpike& s = out[i];
+            const int64_t t = s.t_trough - a.nt0min + half;
+            for (int j = 0; j < nC; ++j) {
+                const int c = T.chans[static_cast<size_t>(s.k) * nC + j];
+                if (c < 0) continue;
+                const float* xr = xres.data() + static_cast<size_t>(c) * n + (t - half);
+                for (int p = 0; p < P; ++p) {
+                    const float* wp = T.wpca.data() + static_cast<size_t>(p) * nt;
+                    float acc = 0.f;
+                    for (int tau = 0; tau < nt; ++tau) acc += wp[tau] * xr[tau];
+                    (*features)[(static_cast<size_t>(i) * nC + j) * P + p] =
+                        acc + s.scale * T.U[(static_cast<size_t>(s.k) * C + c) * P + p];
+                }
+            }
+        }
+    }
+    return out;
+}
+
+}  // namespace ks::match
