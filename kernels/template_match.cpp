@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <iterator>
 #include <map>
 
 #include <Eigen/Dense>
@@ -280,7 +282,7 @@ MatchTemplates prepare_templates(const float* U, int K, int C, int P, const floa
     T.peak_chan.resize(K);
     T.chans.resize(static_cast<size_t>(K) * nC);
     T.wave.assign(static_cast<size_t>(K) * C * nt, 0.f);
-    std::map<std::vector<int>, int> group_of_support;
+    std::vector<std::pair<std::vector<int>, int>> supports;   // (channels, template)
     for (int k = 0; k < K; ++k) {
         // The energy the peeling removes: ctc[k, k, lag 0] (= sum U^2 for an orthonormal basis).
         T.norm2[k] = T.ctc[(static_cast<size_t>(k) * K + k) * L + nt];
@@ -302,17 +304,92 @@ MatchTemplates prepare_templates(const float* U, int K, int C, int P, const floa
         }
         for (int i = 0; i < nC; ++i) T.chans[static_cast<size_t>(k) * nC + i] = near_chans[static_cast<size_t>(T.peak_chan[k]) * nC + i];
         if (support.empty() || !(T.norm2[k] > 0)) continue;   // a zero template can never be fitted
-        auto it = group_of_support.find(support);
-        if (it == group_of_support.end()) {
-            it = group_of_support.emplace(support, static_cast<int>(T.groups.size())).first;
-            T.groups.push_back({{}, support});
-        }
-        T.groups[it->second].templates.push_back(k);
+        supports.emplace_back(std::move(support), k);
     }
+    // Groups for the projection products: templates in order of their channels, joined while the
+    // group's channel union grows by at most a few channels (zeros cost little in a product; many
+    // tiny products cost a lot).
+    std::sort(supports.begin(), supports.end());
+    std::vector<int> uni;
+    size_t limit = 0;   // a group's union stays within its first template's channel count + 4
+    for (const auto& [sup, k] : supports) {
+        std::vector<int> merged;
+        std::set_union(uni.begin(), uni.end(), sup.begin(), sup.end(), std::back_inserter(merged));
+        if (T.groups.empty() || merged.size() > limit) {
+            T.groups.push_back({{k}, sup});
+            uni = sup;
+            limit = sup.size() + 4;
+        } else {
+            T.groups.back().templates.push_back(k);
+            T.groups.back().channels = merged;
+            uni = std::move(merged);
+        }
+    }
+    T.group_of.assign(K, -1);
+    for (size_t g = 0; g < T.groups.size(); ++g)
+        for (int k : T.groups[g].templates) T.group_of[k] = static_cast<int>(g);
+    // Templates whose cross-products with k are not all zero: the only projections k's subtraction changes.
+    T.overlapping.assign(K, {});
+    for (int k = 0; k < K; ++k)
+        for (int j = 0; j < K; ++j) {
+            const float* cj = T.ctc.data() + (static_cast<size_t>(j) * K + k) * L;
+            if (std::any_of(cj, cj + L, [](float v) { return v != 0.f; })) T.overlapping[k].push_back(j);
+        }
     return T;
 }
 
 namespace {
+
+// The hot loops, compiled for several instruction sets (chosen at load time). Each output element is
+// computed in the same order whatever the vector width (no FMA contraction), so results are identical.
+#define KS_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+
+// One register tile: 16 samples x PB PCs, summed over tau in vector registers (GCC vector extension:
+// one zmm with AVX-512, two ymm with AVX2, four xmm otherwise; inlined into each clone).
+typedef float V16 __attribute__((vector_size(64)));
+
+template <int PB>
+__attribute__((always_inline)) inline void correlate_tile(const float* w, int nt, const float* x, float* o, int64_t ld_o) {
+    V16 acc[PB];
+    for (int p = 0; p < PB; ++p) acc[p] = V16{};
+    for (int tau = 0; tau < nt; ++tau) {
+        V16 xv;
+        std::memcpy(&xv, x + tau, sizeof xv);
+        for (int p = 0; p < PB; ++p) acc[p] += w[static_cast<size_t>(p) * nt + tau] * xv;
+    }
+    for (int p = 0; p < PB; ++p) std::memcpy(o + p * ld_o, &acc[p], sizeof acc[p]);
+}
+
+// o[p * ld_o + t] = sum_tau w[p * nt + tau] * x[t + tau] for p < P, t in [0, n): the P temporal PCs
+// of one channel, x loaded once per tau for up to 4 PCs and o written once; each sum runs in tau order.
+KS_CLONES void correlate_rows(const float* w, int P, int nt, const float* x, int64_t n, float* o, int64_t ld_o) {
+    constexpr int kT = 16;
+    int64_t t0 = 0;
+    for (; t0 + kT <= n; t0 += kT)
+        for (int p0 = 0; p0 < P;) {
+            const int pb = std::min(4, P - p0);
+            const float* wp = w + static_cast<size_t>(p0) * nt;
+            float* op = o + p0 * ld_o + t0;
+            switch (pb) {
+                case 4: correlate_tile<4>(wp, nt, x + t0, op, ld_o); break;
+                case 3: correlate_tile<3>(wp, nt, x + t0, op, ld_o); break;
+                case 2: correlate_tile<2>(wp, nt, x + t0, op, ld_o); break;
+                default: correlate_tile<1>(wp, nt, x + t0, op, ld_o); break;
+            }
+            p0 += pb;
+        }
+    for (int p = 0; p < P; ++p)
+        for (int64_t t = t0; t < n; ++t) {
+            float a = 0.f;
+            for (int tau = 0; tau < nt; ++tau) a += w[static_cast<size_t>(p) * nt + tau] * x[t + tau];
+            o[p * ld_o + t] = a;
+        }
+}
+
+// y[i] -= s * v[i]
+KS_CLONES void axpy_minus(float s, const float* v, float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) y[i] -= s * v[i];
+}
 
 // Cbest[t] = max_k relu(Bk[k,t])^2 / norm2[k] over t in [t0, t1); kbest the argmax (lowest k on ties).
 void best_over_templates(const MatchTemplates& T, const std::vector<float>& bk, int64_t ld, int64_t t0, int64_t t1,
@@ -363,17 +440,8 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
             const int64_t t0 = s0 + tile * kTile, w = std::min(kTile, s1 - t0);
             for (int c = 0; c < C; ++c) {
                 if (!used[c]) continue;
-                const float* xc = a.x + static_cast<size_t>(c) * a.ld_x + (t0 - half);
-                for (int p = 0; p < P; ++p) {
-                    float* o = bpc.data() + (static_cast<size_t>(c) * P + p) * kTile;
-                    std::fill(o, o + w, 0.f);
-                    const float* wp = T.wpca.data() + static_cast<size_t>(p) * nt;
-                    for (int tau = 0; tau < nt; ++tau) {
-                        const float wv = wp[tau];
-                        const float* xs = xc + tau;
-                        for (int64_t t = 0; t < w; ++t) o[t] += wv * xs[t];
-                    }
-                }
+                correlate_rows(T.wpca.data(), P, nt, a.x + static_cast<size_t>(c) * a.ld_x + (t0 - half), w,
+                               bpc.data() + static_cast<size_t>(c) * P * kTile, kTile);
             }
             for (const auto& g : T.groups) {
                 const int S = static_cast<int>(g.channels.size()), kg = static_cast<int>(g.templates.size());
@@ -440,20 +508,12 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
             found.push_back({t, k, b / std::sqrt(T.norm2[k]), scale});
             // Residual: subtract scale * T_k centred at t.
             const float* wk = T.wave.data() + static_cast<size_t>(k) * C * nt;
-            for (int c = 0; c < C; ++c) {
-                if (!used[c]) continue;
-                const float* wc = wk + static_cast<size_t>(c) * nt;
-                float* xr = xres.data() + static_cast<size_t>(c) * n + (t - half);
-                for (int tau = 0; tau < nt; ++tau) xr[tau] -= scale * wc[tau];
-            }
-            // Projections: Bk[j, t + l] -= scale * ctc[j, k, l].
-            const int64_t u0 = t - nt;   // >= 0 since t >= s0 = nt
-            for (int j = 0; j < K; ++j) {
-                const float* cj = T.ctc.data() + (static_cast<size_t>(j) * K + k) * L;
-                float* bj = bk.data() + static_cast<size_t>(j) * n + u0;
-                const int64_t m = std::min<int64_t>(L, n - u0);
-                for (int64_t l = 0; l < m; ++l) bj[l] -= scale * cj[l];
-            }
+            for (int c : T.groups[T.group_of[k]].channels)
+                axpy_minus(scale, wk + static_cast<size_t>(c) * nt, xres.data() + static_cast<size_t>(c) * n + (t - half), nt);
+            // Projections: Bk[j, t + l] -= scale * ctc[j, k, l], for the templates sharing a channel with k.
+            const int64_t u0 = t - nt;   // >= 0 and u0 + L <= n since t in [nt, n - nt)
+            for (int j : T.overlapping[k])
+                axpy_minus(scale, T.ctc.data() + (static_cast<size_t>(j) * K + k) * L, bk.data() + static_cast<size_t>(j) * n + u0, L);
             best_over_templates(T, bk, n, std::max(s0, t - nt), std::min(s1, t + nt + 1), cbest, kbest);
             const int64_t r0 = std::max(s0, t - 2 * nt), r1 = std::min(s1, t + 2 * nt + 1);
             if (!next.empty() && r0 <= next.back().second)
@@ -487,10 +547,10 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
                 const float* xr = xres.data() + static_cast<size_t>(c) * n + (t - half);
                 for (int p = 0; p < P; ++p) {
                     const float* wp = T.wpca.data() + static_cast<size_t>(p) * nt;
-                    float acc = 0.f;
-                    for (int tau = 0; tau < nt; ++tau) acc += wp[tau] * xr[tau];
+                    double acc = 0;
+                    for (int tau = 0; tau < nt; ++tau) acc += static_cast<double>(wp[tau]) * xr[tau];
                     (*features)[(static_cast<size_t>(i) * nC + j) * P + p] =
-                        acc + s.scale * T.U[(static_cast<size_t>(s.k) * C + c) * P + p];
+                        static_cast<float>(acc) + s.scale * T.U[(static_cast<size_t>(s.k) * C + c) * P + p];
                 }
             }
         }

@@ -60,6 +60,8 @@ struct MatchTemplates {
         std::vector<int> templates, channels;
     };
     std::vector<Group> groups;
+    std::vector<int> group_of;                  // K: group of each template (-1: zero template, never fitted)
+    std::vector<std::vector<int>> overlapping;  // K: templates j with ctc[j, k, :] not all zero
 };
 
 // near_chans: C x nC, the nC nearest channels of each channel (same shank, nearest first, -1 padding).
