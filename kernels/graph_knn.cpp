@@ -1,4 +1,5 @@
-// Landmarks and the exact spike -> landmark kNN of Kilosort4's graph clustering (kilosort4-algorithm.md
+// Landmarks and the exact spike -> landmark kNN (CPU; with a GPU the screening runs there,
+// kernels/cuda/graph_knn.cu) of Kilosort4's graph clustering (kilosort4-algorithm.md
 // §5.3, clustering_qr.neigh_mat). Kilosort4 asks faiss IndexFlatL2 on the CPU; here distances are
 // screened in float with blocked matrix products (|x|^2 + |l|^2 - 2 x.l), each row keeps a short list
 // of the best, and the final order is decided in double, so the answer is exact (ties to the lower
@@ -12,8 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include "common/knn_body.hpp"
 #include "ks/error.hpp"
 #include "ks/kernels/graph_cluster.hpp"
+#include "ks/kernels/graph_knn_cuda.hpp"
 
 namespace ks::cluster {
 namespace {
@@ -33,10 +36,31 @@ double exact_dist2(const float* a, const float* b, int D) {
     return s;
 }
 
-struct Cand {
-    float d;
-    int32_t s;
-};
+using Cand = kernels::body::KnnCand;
+
+// The exact answer for row i from its screened list: the candidates within the float error margin
+// of the k-th, re-ranked in double (a list whose last entry is still within the margin: every landmark).
+void rerank(const float* X, int D, const std::vector<int64_t>& landmarks, int64_t i, const Cand* lst, int f, int cap,
+            int k, double thr, std::vector<std::pair<double, int32_t>>& exact, int32_t* out) {
+    const int64_t ns = static_cast<int64_t>(landmarks.size());
+    const float* x = X + i * D;
+    exact.clear();
+    if (f == cap && static_cast<double>(lst[cap - 1].d) <= thr) {
+        for (int64_t s = 0; s < ns; ++s) exact.emplace_back(exact_dist2(x, X + landmarks[s] * D, D), static_cast<int32_t>(s));
+    } else {
+        for (int c = 0; c < f && static_cast<double>(lst[c].d) <= thr; ++c)
+            exact.emplace_back(exact_dist2(x, X + landmarks[lst[c].s] * D, D), lst[c].s);
+    }
+    KS_ASSERT(static_cast<int64_t>(exact.size()) >= k, "knn_landmarks: fewer candidates than k");
+    std::partial_sort(exact.begin(), exact.begin() + k, exact.end());
+    for (int j = 0; j < k; ++j) out[j] = exact[j].second;
+}
+
+float row_norm2(const float* x, int D) {
+    double q = 0;
+    for (int j = 0; j < D; ++j) q += static_cast<double>(x[j]) * x[j];
+    return static_cast<float>(q);
+}
 
 }  // namespace
 
@@ -103,6 +127,35 @@ std::vector<int32_t> knn_landmarks(const Device& dev, const float* X, int64_t n,
     const double margin_per_norm = (2.0 * D + 16.0) * std::ldexp(1.0, -24);
     const int64_t n_blocks = (n + kRowBlock - 1) / kRowBlock;
     const int threads = std::max(1, dev.threads());
+#if KS_HAVE_CUDA
+    if (dev.is_cuda() && cap <= 96) {   // longer lists (cluster_neighbors > 40) stay on the CPU
+        // The GPU screens (float distances, same list logic); the host re-ranks exactly, so the
+        // neighbours are the CPU's.
+        constexpr int64_t kRows = 1 << 18;
+        std::vector<Cand> lists;
+        std::vector<int> fill;
+        std::vector<float> nx;
+        for (int64_t r0 = 0; r0 < n; r0 += kRows) {
+            const int64_t rb = std::min(kRows, n - r0);
+            lists.resize(static_cast<size_t>(rb) * cap);
+            fill.assign(static_cast<size_t>(rb), 0);
+            nx.resize(static_cast<size_t>(rb));
+            for (int64_t r = 0; r < rb; ++r) nx[r] = row_norm2(X + (r0 + r) * D, D);
+            cuda::screen_knn(X + r0 * D, rb, D, L.data(), nl.data(), ns, nx.data(), cap, lists.data(), fill.data());
+#pragma omp parallel num_threads(threads)
+            {
+                std::vector<std::pair<double, int32_t>> exact;
+#pragma omp for schedule(dynamic, 256)
+                for (int64_t r = 0; r < rb; ++r) {
+                    const double thr = static_cast<double>(lists[r * cap + k - 1].d) + 2.0 * margin_per_norm * (nx[r] + max_nl);
+                    rerank(X, D, landmarks, r0 + r, lists.data() + r * cap, fill[r], cap, k, thr, exact,
+                           kn.data() + static_cast<size_t>(r0 + r) * k);
+                }
+            }
+        }
+        return kn;
+    }
+#endif
 
 #pragma omp parallel num_threads(threads)
     {
@@ -117,10 +170,7 @@ std::vector<int32_t> knn_landmarks(const Device& dev, const float* X, int64_t n,
             const int64_t rb = std::min(kRowBlock, n - r0);
             Eigen::Map<const RowMatF> Xb(X + r0 * D, rb, D);
             for (int64_t r = 0; r < rb; ++r) {
-                double q = 0;
-                const float* x = X + (r0 + r) * D;
-                for (int j = 0; j < D; ++j) q += static_cast<double>(x[j]) * x[j];
-                nx[r] = static_cast<float>(q);
+                nx[r] = row_norm2(X + (r0 + r) * D, D);
                 fill[r] = 0;
             }
             for (int64_t s0 = 0; s0 < ns; s0 += kLandmarkBlock) {
@@ -128,40 +178,16 @@ std::vector<int32_t> knn_landmarks(const Device& dev, const float* X, int64_t n,
                 G.topLeftCorner(rb, sb).noalias() = Xb * L.middleRows(s0, sb).transpose();
                 for (int64_t r = 0; r < rb; ++r) {
                     Cand* lst = lists.data() + r * cap;
-                    int f = fill[r];
                     const float* g = G.data() + r * kLandmarkBlock;
-                    for (int64_t c = 0; c < sb; ++c) {
-                        const float d = (nx[r] + nl[s0 + c]) - 2.f * g[c];
-                        if (f == cap && !(d < lst[cap - 1].d)) continue;
-                        // Later landmarks go after equal distances: the scan is in landmark order.
-                        int pos = (f == cap) ? cap - 1 : f;
-                        while (pos > 0 && lst[pos - 1].d > d) {
-                            lst[pos] = lst[pos - 1];
-                            --pos;
-                        }
-                        lst[pos] = Cand{d, static_cast<int32_t>(s0 + c)};
-                        if (f < cap) ++f;
-                    }
-                    fill[r] = f;
+                    for (int64_t c = 0; c < sb; ++c)
+                        kernels::body::knn_insert(lst, &fill[r], cap, kernels::body::knn_screen_dist(nx[r], nl[s0 + c], g[c]),
+                                                  static_cast<int32_t>(s0 + c));
                 }
             }
             for (int64_t r = 0; r < rb; ++r) {
-                const int64_t i = r0 + r;
-                const float* x = X + i * D;
-                const Cand* lst = lists.data() + r * cap;
-                const int f = fill[r];
-                const double thr = static_cast<double>(lst[k - 1].d) + 2.0 * margin_per_norm * (nx[r] + max_nl);
-                exact.clear();
-                if (f == cap && static_cast<double>(lst[cap - 1].d) <= thr) {
-                    for (int64_t s = 0; s < ns; ++s)
-                        exact.emplace_back(exact_dist2(x, X + landmarks[s] * D, D), static_cast<int32_t>(s));
-                } else {
-                    for (int c = 0; c < f && static_cast<double>(lst[c].d) <= thr; ++c)
-                        exact.emplace_back(exact_dist2(x, X + landmarks[lst[c].s] * D, D), lst[c].s);
-                }
-                KS_ASSERT(static_cast<int64_t>(exact.size()) >= k, "knn_landmarks: fewer candidates than k");
-                std::partial_sort(exact.begin(), exact.begin() + k, exact.end());
-                for (int j = 0; j < k; ++j) kn[static_cast<size_t>(i) * k + j] = exact[j].second;
+                const double thr = static_cast<double>(lists[r * cap + k - 1].d) + 2.0 * margin_per_norm * (nx[r] + max_nl);
+                rerank(X, D, landmarks, r0 + r, lists.data() + r * cap, fill[r], cap, k, thr, exact,
+                       kn.data() + static_cast<size_t>(r0 + r) * k);
             }
         }
     }

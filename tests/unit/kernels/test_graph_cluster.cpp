@@ -146,6 +146,23 @@ TEST(GraphKnn, MatchesBruteForceRandom) {
     }
 }
 
+TEST(GraphKnn, CudaScreeningGivesTheCpuNeighbours) {
+    if (ks::gpu_info().count == 0) GTEST_SKIP() << "no GPU: " << ks::gpu_info().why_not;
+    for (int D : {3, 60, 150}) {
+        std::mt19937_64 rng(21 + D);
+        std::normal_distribution<float> g(0.f, 1.f);
+        const int64_t n = 5000;
+        std::vector<float> X(static_cast<size_t>(n) * D);
+        for (auto& x : X) x = std::round(g(rng) * 4.f) / 4.f;   // many ties
+        const auto lm = landmark_indices(n, 2, 1500);
+        for (int k : {1, 10, 40}) {
+            EXPECT_EQ(knn_landmarks(Device::open("cuda", 2), X.data(), n, D, lm, k),
+                      knn_landmarks(Device::open("cpu", 2), X.data(), n, D, lm, k))
+                << "D=" << D << " k=" << k;
+        }
+    }
+}
+
 TEST(GraphKnn, TiesGoToLowerLandmark) {
     // Integer grid points (many equal distances) plus exact duplicate rows, and a block of identical
     // rows where every distance ties.

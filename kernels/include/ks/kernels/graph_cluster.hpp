@@ -2,7 +2,8 @@
 // Kilosort4's graph clustering of one group's spike features (kilosort4-algorithm.md §5.3-§5.7):
 // spike -> landmark kNN graph, k-means++-like seeding, bipartite modularity sweeps, greedy merge tree,
 // and the top-down split decisions (merge lambda, optional refractoriness veto, bimodality).
-// CPU only for now; the Device carries the thread count (a CUDA backend may come later).
+// CPU; with a CUDA device the kNN screening runs on the GPU (same neighbours: the final order is
+// decided in double on the host). The Device carries the thread count.
 #include <cstdint>
 #include <functional>
 #include <vector>
