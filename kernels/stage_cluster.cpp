@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -15,6 +16,10 @@
 #include <simdjson.h>
 
 #include "ks/error.hpp"
+#include "ks/filtered.hpp"
+#include "ks/kernels/ccg.hpp"
+#include "ks/kernels/postprocess.hpp"
+#include "ks/kernels/template_match.hpp"
 #include "ks/json.hpp"
 #include "ks/log.hpp"
 #include "ks/npy.hpp"
@@ -94,6 +99,10 @@ StageParams StageParams::from(const Settings& s) {
     p.graph.max_cluster_subset = s.is_none("max_cluster_subset") ? 0 : s.get_int("max_cluster_subset");
     p.graph.seed = static_cast<uint64_t>(s.get_int("cluster_init_seed"));
     p.x_centers = s.is_none("x_centers") ? 0 : s.get_int("x_centers");
+    p.ccg_threshold = s.get_float("ccg_threshold");
+    p.acg_threshold = s.get_float("acg_threshold");
+    p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
+    p.position_limit_um = s.get_float("position_limit");
     return p;
 }
 
@@ -158,94 +167,72 @@ std::vector<int> group_positions(const std::vector<double>& gx, const std::vecto
     return group;
 }
 
-Summary run(const std::string& work_dir, const StageParams& p, const Device& dev, const RunOptions& opt) {
-    if (work_dir.empty()) throw Error(Exit::usage, "--work DIR is required");
-    const std::string ddir = work_dir + "/detect";
-    const std::string record = ddir + "/detect.json";
-    std::error_code ec;
-    if (!fs::exists(record, ec)) throw Error(Exit::usage, record + ": not found; run ks-detect --work " + work_dir + " first");
-    {
-        // The detections' header: this build reads format ks-detections version 1 (formats/detections.md).
-        simdjson::dom::parser parser;
-        simdjson::padded_string text;
-        simdjson::dom::element root;
-        std::string_view format;
-        int64_t version = 0;
-        if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) ||
-            root["extra"]["format"].get_string().get(format) || root["extra"]["version"].get_int64().get(version) ||
-            format != "ks-detections" || version != 1)
-            throw Error(Exit::usage, record + ": not a ks-detect record of format ks-detections version 1; rerun ks-detect");
-    }
-    const Probe probe = Probe::load(work_dir + "/probe.json");
+namespace {
 
-    const NpyArray gxy = read_npy_checked(ddir + "/grid_xy_um.npy", Dtype::float64, 2);
-    const NpyArray gic = read_npy_checked(ddir + "/grid_iC.npy", Dtype::int32, 2);
-    const NpyArray gsh = read_npy_checked(ddir + "/grid_shank.npy", Dtype::int32, 1);
-    const NpyArray wpca_a = read_npy_checked(ddir + "/wPCA.npy", Dtype::float32, 2);
-    const int F = static_cast<int>(gxy.shape[0]), nC = static_cast<int>(gic.shape[1]);
-    const int P = static_cast<int>(wpca_a.shape[0]), nt = static_cast<int>(wpca_a.shape[1]);
-    if (gxy.shape[1] != 2 || gic.shape[0] != F || gsh.shape[0] != F)
-        throw Error(Exit::usage, ddir + "/grid_*.npy: the grid arrays disagree in length");
-    const std::vector<double> xy = gxy.as<double>();
-    std::vector<double> gx(F), gy(F);
-    for (int f = 0; f < F; ++f) {
-        gx[f] = xy[2 * f];
-        gy[f] = xy[2 * f + 1];
-    }
-    const std::vector<int32_t> iC = gic.as<int32_t>();
-    const std::vector<int32_t> gshank32 = gsh.as<int32_t>();
-    const std::vector<int> gshank(gshank32.begin(), gshank32.end());
-    const std::vector<float> wpca = wpca_a.as<float>();
-    for (int v : iC)
-        if (v >= probe.n_chan()) throw Error(Exit::usage, ddir + "/grid_iC.npy: a channel beyond the probe's");
-    double dmin = 0;
-    {
-        // dmin used by the detection (the y step of the grid is dmin/2).
-        std::vector<double> ys(gy);
-        std::sort(ys.begin(), ys.end());
-        ys.erase(std::unique(ys.begin(), ys.end()), ys.end());
-        std::vector<double> steps;
-        for (size_t i = 1; i < ys.size(); ++i) steps.push_back(ys[i] - ys[i - 1]);
-        std::sort(steps.begin(), steps.end());
-        dmin = steps.empty() ? 20.0 : 2 * steps[steps.size() / 2];
-    }
-    int n_groups = 0;
-    const std::vector<int> group_of_pos = group_positions(gx, gy, gshank, probe, dmin, p.x_centers, &n_groups);
+// What both modes cluster: a table of positions (grid centres or channels) with their channel sets,
+// and per spike its position and features (nC x P on its position's channels, in a .npy on disk).
+struct ClusterInput {
+    std::vector<double> gx, gy;
+    std::vector<int> gshank;
+    std::vector<int32_t> iC;      // F x nC
+    int F = 0, nC = 0, P = 0, nt = 0;
+    double dmin_um = 0;
+    std::vector<float> wpca;      // P x nt
+    std::vector<int32_t> pos;     // per spike
+    std::string tf_path;
+};
 
-    const NpyArray pos_a = read_npy_checked(ddir + "/spike_pos.npy", Dtype::int32, 1);
-    const std::vector<int32_t> pos = pos_a.as<int32_t>();
-    const auto N = static_cast<int64_t>(pos.size());
-    for (int32_t f : pos)
-        if (f < 0 || f >= F) throw Error(Exit::usage, ddir + "/spike_pos.npy: a position outside the grid");
+struct Clustered {
+    std::vector<int32_t> labels;
+    std::vector<float> wall;            // K x C x P
+    std::vector<int32_t> cluster_group;
+    int K = 0;
+};
 
-    const std::string dir = work_dir + "/cluster";
-    fs::create_directories(dir + "/tmp", ec);
-    if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
-    // The bucketed features are scratch: gone however this function ends.
-    struct TmpRemover {
-        std::string path;
-        ~TmpRemover() {
-            std::error_code e;
-            fs::remove_all(path, e);
-        }
-    } tmp_remover{dir + "/tmp"};
-    remove_stale_output(dir + "/cluster.json");
+// Reads a record's header and checks its format; returns the parsed extra object's integer fields on request.
+void check_format(const std::string& record, const char* want_format, const std::string& rerun) {
+    simdjson::dom::parser parser;
+    simdjson::padded_string text;
+    simdjson::dom::element root;
+    std::string_view format;
+    int64_t version = 0;
+    if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) ||
+        root["extra"]["format"].get_string().get(format) || root["extra"]["version"].get_int64().get(version) ||
+        format != want_format || version != 1)
+        throw Error(Exit::usage, record + ": not a record of format " + want_format + " version 1; rerun " + rerun);
+}
+
+double record_number(const std::string& record, const char* key) {
+    simdjson::dom::parser parser;
+    simdjson::padded_string text;
+    simdjson::dom::element root;
+    double v = 0;
+    if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) || root["extra"][key].get_double().get(v))
+        throw Error(Exit::usage, record + ": no number extra." + key);
+    return v;
+}
+
+// §5.2-5.8 over every group: features bucketed by group into temporary files (memory holds one group),
+// graph clustering (with the veto, when given, as a function of the group's spike indices), templates.
+Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_pos, int n_groups, int C,
+                      const std::string& tmpdir, const StageParams& p, const Device& dev, ProgressMode progress_mode,
+                      const std::function<cluster::KeepWhole(const std::vector<int64_t>&)>& veto_for, Summary* sum) {
+    const int nC = in.nC, P = in.P, F = in.F;
+    const auto N = static_cast<int64_t>(in.pos.size());
     std::error_code rm;
-
-    // Bucket the features by group into temporary files (row order = spike order within a group).
     std::vector<int64_t> group_count(n_groups, 0);
     {
-        NpyRowReader tf(ddir + "/tF.npy");
+        NpyRowReader tf(in.tf_path);
         if (tf.rows() != N || tf.shape().size() != 3 || tf.shape()[1] != nC || tf.shape()[2] != P)
-            throw Error(Exit::usage, ddir + "/tF.npy: shape disagrees with spike_pos.npy and grid_iC.npy");
+            throw Error(Exit::usage, in.tf_path + ": shape disagrees with the spikes' positions and channel sets");
         std::vector<std::unique_ptr<OutputFile>> out(n_groups);
-        for (int g = 0; g < n_groups; ++g) out[g] = std::make_unique<OutputFile>(dir + "/tmp/group" + std::to_string(g) + ".f32");
+        for (int g = 0; g < n_groups; ++g) out[g] = std::make_unique<OutputFile>(tmpdir + "/group" + std::to_string(g) + ".f32");
         constexpr int64_t kChunk = 1 << 14;
         std::vector<float> buf(static_cast<size_t>(kChunk) * nC * P);
         int64_t done = 0, n;
         while ((n = tf.read(buf.data(), kChunk)) > 0) {
             for (int64_t i = 0; i < n; ++i) {
-                const int g = group_of_pos[pos[done + i]];
+                const int g = group_of_pos[in.pos[done + i]];
                 out[g]->write(buf.data() + static_cast<size_t>(i) * nC * P, sizeof(float) * nC * P);
                 ++group_count[g];
             }
@@ -253,22 +240,16 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         }
         for (auto& o : out) o->commit();
     }
-
-    std::vector<int32_t> labels(N, -1);
+    Clustered res;
+    res.labels.assign(N, -1);
     std::vector<std::vector<int64_t>> members(n_groups);
-    for (int64_t s = 0; s < N; ++s) members[group_of_pos[pos[s]]].push_back(s);
-    const int C = probe.n_chan();
-    std::vector<float> wall;          // K x C x P
-    std::vector<int32_t> cluster_group;
-    Summary sum;
-    sum.n_groups = n_groups;
-    sum.n_spikes = N;
-    Progress progress(opt.progress, "clustering", n_groups, "groups");
+    for (int64_t s = 0; s < N; ++s) members[group_of_pos[in.pos[s]]].push_back(s);
+    Progress progress(progress_mode, "clustering", n_groups, "groups");
     int K = 0;
     for (int g = 0; g < n_groups; ++g) {
         const int64_t n = group_count[g];
-        sum.largest_group = std::max(sum.largest_group, n);
-        const std::string tmp = dir + "/tmp/group" + std::to_string(g) + ".f32";
+        sum->largest_group = std::max(sum->largest_group, n);
+        const std::string tmp = tmpdir + "/group" + std::to_string(g) + ".f32";
         if (n == 0) {
             fs::remove(tmp, rm);
             progress.advance(1);
@@ -289,23 +270,24 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         for (int f = 0; f < F; ++f)
             if (group_of_pos[f] == g)
                 for (int i = 0; i < nC; ++i)
-                    if (iC[static_cast<size_t>(f) * nC + i] >= 0) uset.insert(iC[static_cast<size_t>(f) * nC + i]);
+                    if (in.iC[static_cast<size_t>(f) * nC + i] >= 0) uset.insert(in.iC[static_cast<size_t>(f) * nC + i]);
         const std::vector<int> uni(uset.begin(), uset.end());
         std::vector<int> col(C, -1);   // channel row -> column in the union
         for (size_t u = 0; u < uni.size(); ++u) col[uni[u]] = static_cast<int>(u);
         const int D = static_cast<int>(uni.size()) * P;
         std::vector<float> Xd(static_cast<size_t>(n) * D, 0.f);
         for (int64_t s = 0; s < n; ++s) {
-            const int f = pos[members[g][s]];
+            const int f = in.pos[members[g][s]];
             for (int i = 0; i < nC; ++i) {
-                const int c = iC[static_cast<size_t>(f) * nC + i];
+                const int c = in.iC[static_cast<size_t>(f) * nC + i];
                 if (c < 0) continue;
                 const int u = col[c];
                 for (int q = 0; q < P; ++q)
                     Xd[static_cast<size_t>(s) * D + u * P + q] = tf[(static_cast<size_t>(s) * nC + i) * P + q];
             }
         }
-        const cluster::GraphClusterResult r = cluster::graph_cluster(dev, Xd.data(), n, D, p.graph);
+        const cluster::KeepWhole veto = veto_for ? veto_for(members[g]) : nullptr;
+        const cluster::GraphClusterResult r = cluster::graph_cluster(dev, Xd.data(), n, D, p.graph, veto);
         log::debug("group %d: %lld spikes, %zu channels, %lld landmarks, %d initial labels, %d after the sweeps, "
                    "splits %d (weak link) + %d (bimodal), %d kept whole, %d vetoed: %d clusters",
                    g, static_cast<long long>(n), uni.size(), static_cast<long long>(r.n_landmarks), r.n_initial,
@@ -315,7 +297,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
         std::vector<int64_t> cnt(r.n_clusters, 0);
         for (int64_t s = 0; s < n; ++s) {
             const int l = r.labels[s];
-            labels[members[g][s]] = K + l;
+            res.labels[members[g][s]] = K + l;
             ++cnt[l];
             for (int d = 0; d < D; ++d) acc[static_cast<size_t>(l) * D + d] += Xd[static_cast<size_t>(s) * D + d];
         }
@@ -325,17 +307,20 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
                 for (int q = 0; q < P; ++q)
                     t[static_cast<size_t>(uni[u]) * P + q] =
                         cnt[l] ? static_cast<float>(acc[static_cast<size_t>(l) * D + u * P + q] / cnt[l]) : 0.f;
-            wall.insert(wall.end(), t.begin(), t.end());
-            cluster_group.push_back(g);
+            res.wall.insert(res.wall.end(), t.begin(), t.end());
+            res.cluster_group.push_back(g);
         }
         K += r.n_clusters;
         progress.advance(1);
     }
     progress.finish();
-    sum.n_clusters = K;
-    for (int32_t l : labels) KS_ASSERT(l >= 0, "every spike has a cluster");
+    res.K = K;
+    for (int32_t l : res.labels) KS_ASSERT(l >= 0, "every spike has a cluster");
+    return res;
+}
 
-    // Full waveforms: templates[k, t, c] = sum_p Wall[k, c, p] wPCA[p, t].
+// Full waveforms: templates[k, t, c] = sum_p Wall[k, c, p] wPCA[p, t].
+std::vector<float> full_templates(const std::vector<float>& wall, int K, int C, int P, const std::vector<float>& wpca, int nt) {
     std::vector<float> full(static_cast<size_t>(K) * nt * C, 0.f);
     for (int k = 0; k < K; ++k)
         for (int c = 0; c < C; ++c)
@@ -344,16 +329,102 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
                 if (w == 0.f) continue;
                 for (int t = 0; t < nt; ++t) full[(static_cast<size_t>(k) * nt + t) * C + c] += w * wpca[static_cast<size_t>(q) * nt + t];
             }
+    return full;
+}
 
+struct ScratchDir {
+    std::string path;
+    ~ScratchDir() {
+        std::error_code e;
+        fs::remove_all(path, e);
+    }
+};
+
+std::string ensure_dir(const std::string& dir) {
+    std::error_code ec;
+    fs::create_directories(dir + "/tmp", ec);
+    if (ec) throw Error(Exit::resources, dir + ": cannot create: " + ec.message());
+    return dir + "/tmp";
+}
+
+void write_tsv(const std::string& path, const char* column, const std::vector<std::string>& values) {
+    std::string text = std::string("cluster_id\t") + column + "\n";
+    for (size_t k = 0; k < values.size(); ++k) text += std::to_string(k) + "\t" + values[k] + "\n";
+    OutputFile f(path);
+    f.write(text.data(), text.size());
+    f.commit();
+}
+
+Summary run_first_pass(const std::string& work_dir, const StageParams& p, const Device& dev, const RunOptions& opt) {
+    const std::string ddir = work_dir + "/detect";
+    const std::string record = ddir + "/detect.json";
+    std::error_code ec;
+    if (!fs::exists(record, ec)) throw Error(Exit::usage, record + ": not found; run ks-detect --work " + work_dir + " first");
+    check_format(record, "ks-detections", "ks-detect");
+    const Probe probe = Probe::load(work_dir + "/probe.json");
+
+    ClusterInput in;
+    const NpyArray gxy = read_npy_checked(ddir + "/grid_xy_um.npy", Dtype::float64, 2);
+    const NpyArray gic = read_npy_checked(ddir + "/grid_iC.npy", Dtype::int32, 2);
+    const NpyArray gsh = read_npy_checked(ddir + "/grid_shank.npy", Dtype::int32, 1);
+    const NpyArray wpca_a = read_npy_checked(ddir + "/wPCA.npy", Dtype::float32, 2);
+    in.F = static_cast<int>(gxy.shape[0]);
+    in.nC = static_cast<int>(gic.shape[1]);
+    in.P = static_cast<int>(wpca_a.shape[0]);
+    in.nt = static_cast<int>(wpca_a.shape[1]);
+    if (gxy.shape[1] != 2 || gic.shape[0] != in.F || gsh.shape[0] != in.F)
+        throw Error(Exit::usage, ddir + "/grid_*.npy: the grid arrays disagree in length");
+    const std::vector<double> xy = gxy.as<double>();
+    in.gx.resize(in.F);
+    in.gy.resize(in.F);
+    for (int f = 0; f < in.F; ++f) {
+        in.gx[f] = xy[2 * f];
+        in.gy[f] = xy[2 * f + 1];
+    }
+    in.iC = gic.as<int32_t>();
+    const std::vector<int32_t> gshank32 = gsh.as<int32_t>();
+    in.gshank.assign(gshank32.begin(), gshank32.end());
+    in.wpca = wpca_a.as<float>();
+    for (int v : in.iC)
+        if (v >= probe.n_chan()) throw Error(Exit::usage, ddir + "/grid_iC.npy: a channel beyond the probe's");
+    {
+        // dmin used by the detection (the y step of the grid is dmin/2).
+        std::vector<double> ys(in.gy);
+        std::sort(ys.begin(), ys.end());
+        ys.erase(std::unique(ys.begin(), ys.end()), ys.end());
+        std::vector<double> steps;
+        for (size_t i = 1; i < ys.size(); ++i) steps.push_back(ys[i] - ys[i - 1]);
+        std::sort(steps.begin(), steps.end());
+        in.dmin_um = steps.empty() ? 20.0 : 2 * steps[steps.size() / 2];
+    }
+    int n_groups = 0;
+    const std::vector<int> group_of_pos = group_positions(in.gx, in.gy, in.gshank, probe, in.dmin_um, p.x_centers, &n_groups);
+    in.pos = read_npy_checked(ddir + "/spike_pos.npy", Dtype::int32, 1).as<int32_t>();
+    const auto N = static_cast<int64_t>(in.pos.size());
+    for (int32_t f : in.pos)
+        if (f < 0 || f >= in.F) throw Error(Exit::usage, ddir + "/spike_pos.npy: a position outside the grid");
+    in.tf_path = ddir + "/tF.npy";
+
+    const std::string dir = work_dir + "/cluster";
+    const ScratchDir scratch{ensure_dir(dir)};
+    remove_stale_output(dir + "/cluster.json");
+    const int C = probe.n_chan();
+    Summary sum;
+    sum.n_groups = n_groups;
+    sum.n_spikes = N;
+    const Clustered cl = cluster_all(in, group_of_pos, n_groups, C, scratch.path, p, dev, opt.progress, nullptr, &sum);
+    const int K = cl.K;
+    sum.n_clusters = K;
+    const std::vector<float> full = full_templates(cl.wall, K, C, in.P, in.wpca, in.nt);
     {
         const NpyArray times = read_npy_checked(ddir + "/spike_times.npy", Dtype::int64, 1);
         if (times.shape[0] != N) throw Error(Exit::usage, ddir + "/spike_times.npy: length disagrees with spike_pos.npy");
         write_npy(dir + "/spike_times.npy", Dtype::int64, times.shape, times.bytes.data());
     }
-    write_npy(dir + "/spike_clusters.npy", {N}, labels.data());
-    write_npy(dir + "/templates_pc.npy", {K, C, P}, wall.data());
-    write_npy(dir + "/templates.npy", {K, nt, C}, full.data());
-    write_npy(dir + "/cluster_group.npy", {K}, cluster_group.data());
+    write_npy(dir + "/spike_clusters.npy", {N}, cl.labels.data());
+    write_npy(dir + "/templates_pc.npy", {K, C, in.P}, cl.wall.data());
+    write_npy(dir + "/templates.npy", {K, in.nt, C}, full.data());
+    write_npy(dir + "/cluster_group.npy", {K}, cl.cluster_group.data());
 
     Provenance prov;
     prov.tool = opt.tool;
@@ -378,6 +449,225 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     write_provenance(dir + "/cluster.json", prov);
     log::info("%d clusters from %lld spikes in %d groups: %s/", K, static_cast<long long>(N), n_groups, dir.c_str());
     return sum;
+}
+
+Summary run_final(const std::string& work_dir, const StageParams& p, const Device& dev, const RunOptions& opt) {
+    const std::string mdir = work_dir + "/match", ddir = work_dir + "/detect";
+    const std::string record = mdir + "/match.json", drecord = ddir + "/detect.json";
+    std::error_code ec;
+    if (!fs::exists(record, ec)) throw Error(Exit::usage, record + ": not found; run ks-match --work " + work_dir + " first");
+    check_format(record, "ks-matches", "ks-match");
+    if (!fs::exists(drecord, ec)) throw Error(Exit::usage, drecord + ": not found; run ks-detect --work " + work_dir + " first");
+    const Probe probe = Probe::load(work_dir + "/probe.json");
+    const int C = probe.n_chan();
+    const double fs_hz = FilteredRecording(work_dir).info().fs;
+
+    ClusterInput in;
+    const NpyArray wpca_a = read_npy_checked(ddir + "/wPCA.npy", Dtype::float32, 2);
+    in.P = static_cast<int>(wpca_a.shape[0]);
+    in.nt = static_cast<int>(wpca_a.shape[1]);
+    in.wpca = wpca_a.as<float>();
+    const NpyArray tch_a = read_npy_checked(mdir + "/template_chans.npy", Dtype::int32, 2);
+    const NpyArray tpk_a = read_npy_checked(mdir + "/template_peak_chan.npy", Dtype::int32, 1);
+    const int Km = static_cast<int>(tch_a.shape[0]);
+    in.nC = static_cast<int>(tch_a.shape[1]);
+    const std::vector<int32_t> tchans = tch_a.as<int32_t>(), tpeak = tpk_a.as<int32_t>();
+    if (tpk_a.shape[0] != Km) throw Error(Exit::usage, mdir + "/template_peak_chan.npy: length disagrees with template_chans.npy");
+    // Positions are the channels; a spike sits at its template's peak channel with that channel's neighbours.
+    in.F = C;
+    in.gx = probe.xc;
+    in.gy = probe.yc;
+    in.gshank = probe.kcoords;
+    in.iC.assign(static_cast<size_t>(C) * in.nC, -1);
+    for (int k = 0; k < Km; ++k) {
+        const int c = tpeak[k];
+        if (c < 0 || c >= C) throw Error(Exit::usage, mdir + "/template_peak_chan.npy: a channel beyond the probe's");
+        for (int i = 0; i < in.nC; ++i) in.iC[static_cast<size_t>(c) * in.nC + i] = tchans[static_cast<size_t>(k) * in.nC + i];
+    }
+    in.dmin_um = record_number(drecord, "dmin_um");
+    const std::vector<int64_t> times = read_npy_checked(mdir + "/spike_times.npy", Dtype::int64, 1).as<int64_t>();
+    const std::vector<int32_t> stmpl = read_npy_checked(mdir + "/spike_templates.npy", Dtype::int32, 1).as<int32_t>();
+    const auto N = static_cast<int64_t>(times.size());
+    if (static_cast<int64_t>(stmpl.size()) != N) throw Error(Exit::usage, mdir + "/spike_templates.npy: length disagrees with spike_times.npy");
+    in.pos.resize(N);
+    for (int64_t i = 0; i < N; ++i) {
+        if (stmpl[i] < 0 || stmpl[i] >= Km) throw Error(Exit::usage, mdir + "/spike_templates.npy: a template outside template_chans.npy's");
+        in.pos[i] = tpeak[stmpl[i]];
+    }
+    in.tf_path = mdir + "/tF.npy";
+    int n_groups = 0;
+    const std::vector<int> group_of_pos = group_positions(in.gx, in.gy, in.gshank, probe, in.dmin_um, p.x_centers, &n_groups);
+
+    const std::string dir = work_dir + "/final";
+    const ScratchDir scratch{ensure_dir(dir)};
+    remove_stale_output(dir + "/final.json");
+    Summary sum;
+    sum.n_groups = n_groups;
+    // The intended refractoriness veto of §5.7: two sides of a split that share a refractory period
+    // are one neuron. A group's spike rows are in time order, so its trains come out sorted.
+    auto veto_for = [&](const std::vector<int64_t>& members) -> cluster::KeepWhole {
+        return [&times, members, fs_hz](const std::vector<int64_t>& a, const std::vector<int64_t>& b) {
+            std::vector<double> ta(a.size()), tb(b.size());
+            for (size_t i = 0; i < a.size(); ++i) ta[i] = static_cast<double>(times[members[a[i]]]) / fs_hz;
+            for (size_t i = 0; i < b.size(); ++i) tb[i] = static_cast<double>(times[members[b[i]]]) / fs_hz;
+            std::sort(ta.begin(), ta.end());
+            std::sort(tb.begin(), tb.end());
+            return ccg::split_vetoed_by_refractory(ta.data(), static_cast<int64_t>(ta.size()), tb.data(),
+                                                   static_cast<int64_t>(tb.size()));
+        };
+    };
+    Clustered cl = cluster_all(in, group_of_pos, n_groups, C, scratch.path, p, dev, opt.progress, veto_for, &sum);
+    sum.n_before_merges = cl.K;
+
+    // §7.3 merges.
+    post::MergeParams mp;
+    mp.fs = fs_hz;
+    mp.acg_threshold = p.acg_threshold;
+    mp.ccg_threshold = p.ccg_threshold;
+    const post::MergeResult mr = post::ccg_merge(times, cl.labels, cl.K, cl.wall, C, in.P, in.wpca.data(), in.nt, mp);
+    sum.n_merges = mr.n_merges;
+    const int K = mr.K;
+    std::vector<int64_t> t2(N);
+    std::vector<int32_t> l2(N);
+    for (int64_t i = 0; i < N; ++i) {
+        t2[i] = times[i] + mr.shift[cl.labels[i]];
+        l2[i] = mr.into[cl.labels[i]];
+    }
+    // Time order (stable: ties keep the matching's order), then §7.4 duplicates.
+    std::vector<int64_t> order(N);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return t2[a] < t2[b]; });
+    std::vector<int64_t> ts(N);
+    std::vector<int32_t> ls(N);
+    for (int64_t i = 0; i < N; ++i) {
+        ts[i] = t2[order[i]];
+        ls[i] = l2[order[i]];
+    }
+    const auto dup_samples = static_cast<int64_t>(p.duplicate_spike_ms * fs_hz / 1000.0);
+    const std::vector<uint8_t> kept = ccg::remove_duplicates(ts.data(), ls.data(), N, dup_samples);
+    std::vector<int64_t> out_index, out_t;
+    std::vector<int32_t> out_l, out_tmpl;
+    for (int64_t i = 0; i < N; ++i)
+        if (kept[i]) {
+            out_index.push_back(order[i]);
+            out_t.push_back(std::clamp<int64_t>(ts[i], 0, INT64_MAX));
+            out_l.push_back(ls[i]);
+            out_tmpl.push_back(stmpl[order[i]]);
+        }
+    const auto Nf = static_cast<int64_t>(out_index.size());
+    sum.n_duplicates = N - Nf;
+    sum.n_spikes = Nf;
+    sum.n_clusters = K;
+
+    // §7.5 contamination and the good label.
+    std::vector<double> contam;
+    std::vector<uint8_t> good;
+    ccg::contamination(out_t.data(), out_l.data(), Nf, K, fs_hz, p.acg_threshold, &contam, &good);
+    for (uint8_t g : good) sum.n_good += g ? 1 : 0;
+
+    // §7.6/7.7 per matched spike from its features (streamed), then taken in the final order.
+    std::vector<float> amp_m(N), pos_m(static_cast<size_t>(N) * 2);
+    {
+        NpyRowReader tf(in.tf_path);
+        if (tf.rows() != N || tf.shape().size() != 3 || tf.shape()[1] != in.nC || tf.shape()[2] != in.P)
+            throw Error(Exit::usage, in.tf_path + ": shape disagrees with spike_times.npy and template_chans.npy");
+        const int row = in.nC * in.P;
+        constexpr int64_t kChunk = 1 << 14;
+        std::vector<float> buf(static_cast<size_t>(kChunk) * row);
+        int64_t done = 0, n;
+        while ((n = tf.read(buf.data(), kChunk)) > 0) {
+            for (int64_t i = 0; i < n; ++i) {
+                const float* f = buf.data() + static_cast<size_t>(i) * row;
+                double s = 0;
+                for (int d = 0; d < row; ++d) s += static_cast<double>(f[d]) * f[d];
+                amp_m[done + i] = static_cast<float>(std::sqrt(s));
+                double x, y;
+                post::spike_position(f, tchans.data() + static_cast<size_t>(stmpl[done + i]) * in.nC, in.nC, in.P, probe.xc,
+                                     probe.yc, p.position_limit_um, &x, &y);
+                pos_m[2 * (done + i)] = static_cast<float>(x);
+                pos_m[2 * (done + i) + 1] = static_cast<float>(y);
+            }
+            done += n;
+        }
+    }
+    std::vector<float> amp(Nf), pos(static_cast<size_t>(Nf) * 2);
+    for (int64_t i = 0; i < Nf; ++i) {
+        amp[i] = amp_m[out_index[i]];
+        pos[2 * i] = pos_m[2 * out_index[i]];
+        pos[2 * i + 1] = pos_m[2 * out_index[i] + 1];
+    }
+    // §7.7/7.8 templates, their amplitude and similarity.
+    const std::vector<float> full = full_templates(cl.wall, K, C, in.P, in.wpca, in.nt);
+    std::vector<float> sim;
+    std::vector<int> lag;
+    match::template_similarity(cl.wall.data(), K, C, in.P, in.wpca.data(), in.nt, &sim, &lag);
+    std::vector<std::string> ks_label(K), contam_s(K), amp_s(K);
+    for (int k = 0; k < K; ++k) {
+        double s = 0;
+        for (size_t d = 0; d < static_cast<size_t>(C) * in.P; ++d)
+            s += static_cast<double>(cl.wall[k * static_cast<size_t>(C) * in.P + d]) * cl.wall[k * static_cast<size_t>(C) * in.P + d];
+        ks_label[k] = good[k] ? "good" : "mua";
+        contam_s[k] = log::format("%.1f", contam[k]);
+        amp_s[k] = log::format("%.1f", std::sqrt(s));
+    }
+
+    write_npy(dir + "/spike_times.npy", {Nf}, out_t.data());
+    write_npy(dir + "/spike_clusters.npy", {Nf}, out_l.data());
+    write_npy(dir + "/spike_templates.npy", {Nf}, out_tmpl.data());
+    write_npy(dir + "/spike_match_index.npy", {Nf}, out_index.data());
+    write_npy(dir + "/amplitudes.npy", {Nf}, amp.data());
+    write_npy(dir + "/spike_positions.npy", {Nf, 2}, pos.data());
+    write_npy(dir + "/templates_pc.npy", {K, C, in.P}, cl.wall.data());
+    write_npy(dir + "/templates.npy", {K, in.nt, C}, full.data());
+    write_npy(dir + "/similar_templates.npy", {K, K}, sim.data());
+    {
+        std::vector<double> c64(contam.begin(), contam.end());
+        write_npy(dir + "/contam_pct.npy", {K}, c64.data());
+    }
+    write_tsv(dir + "/cluster_KSLabel.tsv", "KSLabel", ks_label);
+    write_tsv(dir + "/cluster_ContamPct.tsv", "ContamPct", contam_s);
+    write_tsv(dir + "/cluster_Amplitude.tsv", "Amplitude", amp_s);
+
+    Provenance prov;
+    prov.tool = opt.tool;
+    prov.stage = "final";
+    prov.command_line = opt.command_line;
+    prov.settings_json = opt.settings_json;
+    prov.inputs = {file_identity(record), file_identity(drecord), file_identity(work_dir + "/probe.json")};
+    for (const char* f : {"spike_times.npy", "spike_clusters.npy", "spike_templates.npy", "spike_match_index.npy",
+                          "amplitudes.npy", "spike_positions.npy", "templates_pc.npy", "templates.npy",
+                          "similar_templates.npy", "contam_pct.npy", "cluster_KSLabel.tsv", "cluster_ContamPct.tsv",
+                          "cluster_Amplitude.tsv"})
+        prov.outputs.push_back(file_identity(dir + "/" + f));
+    JsonWriter j(0);
+    j.begin_object();
+    j.key("format").value("ks-clusters");
+    j.key("version").value(1);
+    j.key("mode").value("final");
+    j.key("device").value(dev.is_cuda() ? "cuda" : "cpu");
+    j.key("n_spikes").value(Nf);
+    j.key("n_matched_spikes").value(N);
+    j.key("n_duplicates_removed").value(sum.n_duplicates);
+    j.key("n_clusters").value(K);
+    j.key("n_clusters_before_merges").value(sum.n_before_merges);
+    j.key("n_merges").value(sum.n_merges);
+    j.key("n_good").value(sum.n_good);
+    j.key("n_groups").value(n_groups);
+    j.key("largest_group").value(sum.largest_group);
+    j.end_object();
+    prov.extra_json = j.str();
+    write_provenance(dir + "/final.json", prov);
+    log::info("%d units (%d good) from %lld matched spikes: %d clusters, %d merges, %lld duplicates removed: %s/", K,
+              sum.n_good, static_cast<long long>(N), sum.n_before_merges, sum.n_merges,
+              static_cast<long long>(sum.n_duplicates), dir.c_str());
+    return sum;
+}
+
+}  // namespace
+
+Summary run(const std::string& work_dir, const StageParams& p, const Device& dev, const RunOptions& opt) {
+    if (work_dir.empty()) throw Error(Exit::usage, "--work DIR is required");
+    return opt.final_mode ? run_final(work_dir, p, dev, opt) : run_first_pass(work_dir, p, dev, opt);
 }
 
 }  // namespace ks::clusterstage

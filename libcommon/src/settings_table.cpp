@@ -110,9 +110,9 @@ std::vector<SettingSpec> build_table() {
     t.push_back(spec("Th_single_ch", T::Float, fv(6), 0, kInf, {0}, "spike detection", "drift",
                      "Single-channel threshold (whitened SD) for collecting waveforms to learn templates."));
     // ---- clustering
-    t.push_back(spec("acg_threshold", T::Float, fv(0.2), 0, kInf, {0}, "clustering", "curate",
+    t.push_back(spec("acg_threshold", T::Float, fv(0.2), 0, kInf, {0}, "clustering", "final",
                      "Allowed fraction of refractory violations in the ACG relative to baseline; assigns 'good'."));
-    t.push_back(spec("ccg_threshold", T::Float, fv(0.25), 0, kInf, {0}, "clustering", "cluster",
+    t.push_back(spec("ccg_threshold", T::Float, fv(0.25), 0, kInf, {0}, "clustering", "final",
                      "Allowed fraction of refractory violations in the CCG relative to baseline; splits and merges."));
     t.push_back(spec("cluster_neighbors", T::Int, iv(10), 2, kInf, {}, "clustering", "cluster",
                      "Nearest neighbours per spike in the clustering graph."));

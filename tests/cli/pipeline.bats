@@ -16,8 +16,10 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ] && [ "$(ran ks-drift)" = 1 ]
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
   [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ] && [ -f w/cluster/cluster.json ]
+  [ -f w/match/match.json ] && [ -f w/final/final.json ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran ks-cluster)" = 2 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
+  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ]
 }
 
 @test "touching the recording reruns nothing; a whitening setting reruns whitening and what follows" {
@@ -43,10 +45,21 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ "$(ran ks-filter)" = 1 ] && [ "$(ran ks-whiten)" = 1 ]
 }
 
-@test "a clustering setting reruns clustering only" {
+@test "a clustering setting reruns clustering and what follows, nothing before" {
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="cluster_neighbors=12"
-  [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-cluster)" = 1 ]
+  [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-cluster)" = 2 ] && [ "$(ran ks-match)" = 1 ]
+}
+
+@test "Th_learned reruns matching onward; ccg_threshold and acg_threshold only the final clustering" {
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7"
+  [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran 'ks-cluster --work w --final')" = 1 ]
+  [ "$(ran ks-cluster)" = 1 ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3"
+  [ "$(ran ks-match)" = 0 ] && [ "$(ran 'ks-cluster --work w --final')" = 1 ] && [ "$(ran ks-cluster)" = 1 ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3 acg_threshold=0.1"
+  [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-cluster)" = 1 ]
 }
 
 @test "a bad setting stops the pipeline with exit code and message, and no stage output" {

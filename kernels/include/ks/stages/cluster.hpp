@@ -1,7 +1,11 @@
 #pragma once
-// ks-cluster (first pass): groups the detected spikes by position along the probe, clusters each
-// group's PC features with Kilosort4's graph method (kernels/graph_cluster.hpp) and averages the
-// clusters into templates (kilosort4-algorithm.md §5). Writes <work>/cluster/ (formats/clusters.md).
+// ks-cluster: groups spikes by position along the probe, clusters each group's PC features with
+// Kilosort4's graph method (kernels/graph_cluster.hpp) and averages the clusters into templates
+// (kilosort4-algorithm.md §5). First pass: the detections of ks-detect -> <work>/cluster/.
+// Final (--final): the matched spikes of ks-match, positioned at their template's peak channel, with
+// the refractory veto on splits, then Kilosort4's post-processing (§7: CCG merges, duplicate removal,
+// contamination and the good label, spike positions, amplitudes, template similarity) -> <work>/final/.
+// Both are specified in formats/clusters.md.
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -17,6 +21,9 @@ namespace ks::clusterstage {
 struct StageParams {
     cluster::GraphClusterParams graph;
     int64_t x_centers = 0;      // 0 = from the channel density (Kilosort4's histogram rule), per shank
+    // Final mode only.
+    double ccg_threshold = 0.25, acg_threshold = 0.2;
+    double duplicate_spike_ms = 0.25, position_limit_um = 100;
     static StageParams from(const Settings& settings);
 };
 
@@ -34,12 +41,16 @@ struct RunOptions {
     std::string command_line;
     std::string settings_json;
     ProgressMode progress = ProgressMode::none;
+    bool final_mode = false;
 };
 
 struct Summary {
     int n_groups = 0, n_clusters = 0;
     int64_t n_spikes = 0;
     int64_t largest_group = 0;
+    // Final mode.
+    int n_before_merges = 0, n_merges = 0, n_good = 0;
+    int64_t n_duplicates = 0;
 };
 
 Summary run(const std::string& work_dir, const StageParams& params, const Device& dev, const RunOptions& options);

@@ -1,0 +1,107 @@
+// Correlogram statistics and the rules built on them (kilosort4-algorithm.md §5.7, §7.2-7.5).
+#include "ks/kernels/ccg.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "ks/error.hpp"
+
+namespace ks::ccg {
+
+namespace {
+
+constexpr int kBins = 500;        // ±500 bins of 1 ms
+constexpr double kBin = 1e-3;
+
+}  // namespace
+
+Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool acg) {
+    (void)acg;   // the i == j pairs need no special case: they fall in lag 0 like any other pair
+    Stats s;
+    if (na == 0 || nb == 0) return s;
+    const double T = std::max(a[na - 1], b[nb - 1]) - std::min(a[0], b[0]);
+    if (!(T > 0)) return s;
+    const double window = kBins * kBin;
+    std::vector<double> K(2 * kBins + 1, 0.0);
+    // For each b_j, the a_i with b_j - 0.5 s < a_i <= b_j + 0.5 s, binned at round((b_j - a_i) / 1 ms).
+    int64_t lo = 0, hi = 0;
+    for (int64_t j = 0; j < nb; ++j) {
+        while (hi < na && a[hi] <= b[j] + window) ++hi;
+        while (lo < na && a[lo] <= b[j] - window) ++lo;
+        for (int64_t i = lo; i < hi; ++i) {
+            const int bin = static_cast<int>(std::nearbyint((b[j] - a[i]) / kBin));
+            if (bin >= -kBins && bin <= kBins) K[bin + kBins] += 1;
+        }
+    }
+    const double rate = static_cast<double>(na) * static_cast<double>(nb) / T;   // pairs per second of lag
+    auto sum = [&](int l0, int l1) {   // lags l0..l1 inclusive
+        double t = 0;
+        for (int l = l0; l <= l1; ++l) t += K[l + kBins];
+        return t;
+    };
+    // Far shoulders: lags -499..-251 and 250..499 (499 bins); near: -50..-11 and 10..49 (40 bins each).
+    const double far = sum(-499, -251) + sum(250, 499), near_l = sum(-50, -11), near_r = sum(10, 49);
+    s.R00 = far / (499 * kBin * rate);
+    s.R01 = std::max(near_l / (40 * kBin * rate), near_r / (40 * kBin * rate));
+    s.Q00 = std::max({near_l / 40, near_r / 40, far / 499});
+    K[kBins] = 0;
+    double rmin = INFINITY, qmin = INFINITY;
+    for (int i = 1; i <= 10; ++i) {
+        const double c = sum(-i, i);
+        rmin = std::min(rmin, c / (2 * i * kBin * rate));
+        const double n = c / 2, lam = s.Q00 * i;
+        qmin = std::min(qmin, 0.5 * (1 + std::erf((n - lam) / std::sqrt(1e-10 + 2 * lam))));
+    }
+    s.R12 = rmin / (1e-10 + std::max(s.R00, s.R01));
+    s.Q12 = qmin;
+    return s;
+}
+
+bool acg_refractory(const Stats& s, double acg_threshold) { return s.R12 < acg_threshold && s.Q12 < 0.2; }
+
+bool ccg_refractory(const Stats& s, double ccg_threshold) { return s.R12 < ccg_threshold && s.Q12 < 0.05; }
+
+bool split_vetoed_by_refractory(const double* a, int64_t na, const double* b, int64_t nb) {
+    if (na == 0 || nb == 0) return false;
+    const Stats s = ccg_stats(a, na, b, nb, false);
+    return s.R12 < 0.25 && (s.Q12 < 0.05 || s.Q00 < 0.25);
+}
+
+std::vector<uint8_t> remove_duplicates(const int64_t* t, const int32_t* clu, int64_t n, int64_t dup_samples) {
+    std::vector<uint8_t> kept(static_cast<size_t>(n), 1);
+    if (dup_samples <= 0 || n == 0) return kept;
+    const int32_t K = *std::max_element(clu, clu + n) + 1;
+    std::vector<int64_t> last(static_cast<size_t>(std::max(K, 1)), INT64_MIN);
+    for (int64_t i = 0; i < n; ++i) {
+        KS_ASSERT(clu[i] >= 0, "remove_duplicates: negative cluster");
+        KS_ASSERT(i == 0 || t[i] >= t[i - 1], "remove_duplicates: times not sorted");
+        int64_t& l = last[clu[i]];
+        if (l != INT64_MIN && t[i] - l < dup_samples) {
+            kept[i] = 0;
+        } else {
+            l = t[i];
+        }
+    }
+    return kept;
+}
+
+void contamination(const int64_t* t, const int32_t* clu, int64_t n, int K, double fs, double acg_threshold,
+                   std::vector<double>* contam_pct, std::vector<uint8_t>* good) {
+    std::vector<std::vector<double>> train(K);
+    for (int64_t i = 0; i < n; ++i) {
+        KS_ASSERT(clu[i] >= 0 && clu[i] < K, "contamination: cluster out of range");
+        train[clu[i]].push_back(static_cast<double>(t[i]) / fs);
+    }
+    contam_pct->assign(K, 0.0);
+    good->assign(K, 0);
+    for (int k = 0; k < K; ++k) {
+        auto& s = train[k];
+        std::sort(s.begin(), s.end());
+        if (s.size() <= 10 || s.back() == s.front()) continue;
+        const Stats st = ccg_stats(s.data(), static_cast<int64_t>(s.size()), s.data(), static_cast<int64_t>(s.size()), true);
+        (*contam_pct)[k] = 100 * st.R12;
+        (*good)[k] = acg_refractory(st, acg_threshold) ? 1 : 0;
+    }
+}
+
+}  // namespace ks::ccg

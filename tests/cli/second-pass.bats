@@ -1,0 +1,147 @@
+#!/usr/bin/env bats
+# ks-match and ks-cluster --final end to end on a drifting ks-sim recording: the files of
+# formats/matches.md and formats/clusters.md (final mode), their invariants, results that do not
+# depend on the chunk size or the thread count, sorting quality against the ground truth, bad input.
+load helpers
+
+setup_file() {
+  export KS_BIN_DIR PY=${KS_PYTHON:-/usr/bin/python3}
+  local d=$BATS_FILE_TMPDIR
+  "$KS_BIN_DIR/ks-sim" --preset smoke --duration 60 --drift rigid --seed 6 --out "$d/sim" -q
+  "$KS_BIN_DIR/ks-filter" --rec "$d/sim/recording.bin" --probe "$d/sim/probe.json" \
+    --params "$d/sim/params.json" --work "$d/w" -q
+  "$KS_BIN_DIR/ks-whiten" --work "$d/w" -q
+  "$KS_BIN_DIR/ks-drift" --work "$d/w" -q --no-map
+  "$KS_BIN_DIR/ks-detect" --work "$d/w" -q
+  "$KS_BIN_DIR/ks-cluster" --work "$d/w" -q
+  "$KS_BIN_DIR/ks-match" --work "$d/w" -q
+  "$KS_BIN_DIR/ks-cluster" --work "$d/w" --final -q
+}
+
+setup() {
+  common_setup
+  W=$BATS_FILE_TMPDIR/w
+  SIM=$BATS_FILE_TMPDIR/sim
+}
+
+@test "ks-match before ks-cluster is a usage error naming what to run" {
+  mkdir -p w2
+  cp "$W/probe.json" w2/
+  run "$KS_BIN_DIR/ks-match" --work w2
+  assert_failure 2
+  assert_output --partial "ks-cluster"
+  run "$KS_BIN_DIR/ks-cluster" --work w2 --final
+  assert_failure 2
+  assert_output --partial "ks-match"
+}
+
+@test "ks-match refuses a final-mode record where the first pass belongs" {
+  cp -r "$W" w3
+  cp "$W/final/final.json" w3/cluster/cluster.json
+  run "$KS_BIN_DIR/ks-match" --work w3
+  assert_failure 2
+  assert_output --partial "cluster.json"
+}
+
+@test "ks-match writes every file of formats/matches.md, consistent and sorted" {
+  run "$PY" - "$W" <<'PY'
+import sys, json, numpy as np
+w = sys.argv[1] + "/match/"
+j = json.load(open(w + "match.json")); e = j["extra"]
+assert j["stage"] == "match" and e["format"] == "ks-matches" and e["version"] == 1, e
+t = np.load(w + "spike_times.npy"); k = np.load(w + "spike_templates.npy")
+a = np.load(w + "spike_amplitudes.npy"); s = np.load(w + "spike_scales.npy"); tF = np.load(w + "tF.npy")
+U = np.load(w + "templates_pc.npy"); ch = np.load(w + "template_chans.npy"); pk = np.load(w + "template_peak_chan.npy")
+fp = np.load(w + "first_pass_template.npy"); K0 = np.load(sys.argv[1] + "/cluster/templates_pc.npy").shape[0]
+N, K = len(t), U.shape[0]
+assert t.dtype == np.int64 and k.dtype == np.int32 and a.dtype == np.float32 and tF.dtype == np.float32
+assert N == e["n_spikes"] > 100 and K == e["n_templates"] and len(k) == len(a) == len(s) == len(tF) == N
+assert np.all(np.diff(t) >= 0) and t[0] >= 0 and t[-1] < json.load(open(sys.argv[1] + "/filter/filtered.json"))["n_samples"]
+assert k.min() >= 0 and k.max() < K and np.all(a >= 8 - 1e-3), a.min()          # Th_learned = 8
+assert tF.shape == (N, e["nearest_chans"], e["n_pcs"]) and ch.shape == (K, e["nearest_chans"])
+assert np.all(ch[:, 0] == pk) and fp.shape == (K0,) and fp.max() == K - 1 and fp.min() >= -1
+# amp = scale * ||T_k||: the two columns agree with the templates' norms
+nrm = np.sqrt((U.astype(np.float64) ** 2).sum((1, 2)))
+assert np.allclose(a, s * nrm[k], rtol=2e-3), np.abs(a / (s * nrm[k]) - 1).max()
+# features = residual + own template: a spike's features point along its template's
+for kk in range(K):
+    m = k == kk
+    if m.sum() < 30: continue
+    own = U[kk][ch[kk]].ravel()
+    f = tF[m].reshape(m.sum(), -1)
+    cos = f @ own / (np.linalg.norm(f, axis=1) * np.linalg.norm(own) + 1e-12)
+    assert np.median(cos) > 0.5, (kk, np.median(cos))
+print("ok", N, K)
+PY
+  assert_success
+  assert_output --partial "ok"
+}
+
+@test "ks-match gives the same spikes whatever the chunk size and the thread count" {
+  cp -r "$W" wc
+  run -0 "$KS_BIN_DIR/ks-match" --work wc -q --chunk 7001 --threads 1
+  run "$PY" - "$W/match" wc/match <<'PY'
+import sys, numpy as np
+a, b = sys.argv[1] + "/", sys.argv[2] + "/"
+for f in ["spike_times.npy", "spike_templates.npy"]:
+    x, y = np.load(a + f), np.load(b + f)
+    assert x.shape == y.shape and np.array_equal(x, y), (f, x.shape, y.shape)
+for f in ["spike_scales.npy", "tF.npy"]:
+    x, y = np.load(a + f), np.load(b + f)
+    assert np.allclose(x, y, rtol=1e-4, atol=1e-4), (f, np.abs(x - y).max())
+print("same", len(x))
+PY
+  assert_success
+  assert_output --partial "same"
+}
+
+@test "ks-cluster --final writes the final units: files, invariants, labels and positions" {
+  run "$PY" - "$W" <<'PY'
+import sys, json, numpy as np
+w = sys.argv[1] + "/final/"
+j = json.load(open(w + "final.json")); e = j["extra"]
+assert j["stage"] == "final" and e["format"] == "ks-clusters" and e["mode"] == "final", e
+t = np.load(w + "spike_times.npy"); c = np.load(w + "spike_clusters.npy"); st = np.load(w + "spike_templates.npy")
+idx = np.load(w + "spike_match_index.npy"); amp = np.load(w + "amplitudes.npy"); pos = np.load(w + "spike_positions.npy")
+W_ = np.load(w + "templates_pc.npy"); T = np.load(w + "templates.npy"); S = np.load(w + "similar_templates.npy")
+cp = np.load(w + "contam_pct.npy")
+N, K = len(t), W_.shape[0]
+assert N == e["n_spikes"] and K == e["n_clusters"] and N + e["n_duplicates_removed"] == e["n_matched_spikes"]
+assert np.all(np.diff(t) >= 0) and c.min() >= 0 and c.max() == K - 1 and len(np.unique(c)) == K
+m_t = np.load(sys.argv[1] + "/match/spike_times.npy"); m_k = np.load(sys.argv[1] + "/match/spike_templates.npy")
+assert len(np.unique(idx)) == N and np.array_equal(m_k[idx], st)
+assert np.all(np.abs(t - m_t[idx]) <= 61)          # merges shift times by at most nt
+tF = np.load(sys.argv[1] + "/match/tF.npy")
+assert np.allclose(amp, np.sqrt((tF[idx].astype(np.float64) ** 2).sum((1, 2))), rtol=1e-4)
+probe = json.load(open(sys.argv[1] + "/probe.json"))
+assert pos.shape == (N, 2) and pos[:, 1].min() >= min(probe["yc"]) - 1e-3 and pos[:, 1].max() <= max(probe["yc"]) + 1e-3
+assert S.shape == (K, K) and np.allclose(np.diag(S), 1, atol=1e-4) and np.allclose(S, S.T, atol=1e-4)
+assert T.shape[0] == K and cp.shape == (K,)
+# no two spikes of one unit closer than duplicate_spike_ms (0.25 ms = 7 samples at 30 kHz)
+for u in range(K):
+    d = np.diff(t[c == u])
+    assert d.size == 0 or d.min() >= 7, (u, d.min())
+lab = dict(l.rstrip("\n").split("\t") for l in open(w + "cluster_KSLabel.tsv").readlines()[1:])
+assert len(lab) == K and set(lab.values()) <= {"good", "mua"} and sum(v == "good" for v in lab.values()) == e["n_good"]
+con = [l.split("\t") for l in open(w + "cluster_ContamPct.tsv").readlines()[1:]]
+assert all(abs(float(v) - cp[int(k)]) < 0.051 for k, v in con)
+# a good unit's contamination is below 100 * acg_threshold
+assert all(cp[int(k)] < 20 for k, v in lab.items() if v == "good")
+print("ok", N, K, e["n_good"])
+PY
+  assert_success
+  assert_output --partial "ok"
+}
+
+@test "the final sorting finds the ground truth's large units" {
+  run -0 "$KS_BIN_DIR/ks-score" --gt "$SIM" --sorting "$W/final" --json score.json
+  run -0 "$KS_BIN_DIR/ks-score" --gt "$SIM" --sorting "$W/cluster" --json score0.json
+  run "$PY" - score.json score0.json <<'PY'
+import sys, json
+f, p = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+wf, wp = f["summary"]["n_well_detected"], p["summary"]["n_well_detected"]
+print("well detected: final", wf, "first pass", wp)
+assert wf >= 8 and wf >= wp, (wf, wp)
+PY
+  assert_success
+}
