@@ -316,7 +316,7 @@ MatchTemplates prepare_templates(const float* U, int K, int C, int P, const floa
         std::vector<int> merged;
         std::set_union(uni.begin(), uni.end(), sup.begin(), sup.end(), std::back_inserter(merged));
         if (T.groups.empty() || merged.size() > limit) {
-            T.groups.push_back({{k}, sup});
+            T.groups.push_back({{k}, sup, {}});
             uni = sup;
             limit = sup.size() + 4;
         } else {
@@ -326,8 +326,17 @@ MatchTemplates prepare_templates(const float* U, int K, int C, int P, const floa
         }
     }
     T.group_of.assign(K, -1);
-    for (size_t g = 0; g < T.groups.size(); ++g)
-        for (int k : T.groups[g].templates) T.group_of[k] = static_cast<int>(g);
+    for (size_t g = 0; g < T.groups.size(); ++g) {
+        auto& G = T.groups[g];
+        const size_t D = G.channels.size() * P;
+        G.coeffs.assign(G.templates.size() * D, 0.f);
+        for (size_t i = 0; i < G.templates.size(); ++i) {
+            T.group_of[G.templates[i]] = static_cast<int>(g);
+            for (size_t s = 0; s < G.channels.size(); ++s)
+                for (int p = 0; p < P; ++p)
+                    G.coeffs[i * D + s * P + p] = U[(static_cast<size_t>(G.templates[i]) * C + G.channels[s]) * P + p];
+        }
+    }
     // Templates whose cross-products with k are not all zero: the only projections k's subtraction changes.
     T.overlapping.assign(K, {});
     for (int k = 0; k < K; ++k)
@@ -386,6 +395,45 @@ KS_CLONES void correlate_rows(const float* w, int P, int nt, const float* x, int
         }
 }
 
+// Projections of one group's templates: out[i][t] = sum_j u[i * D + j] * rows[j][t], j = (channel, PC)
+// in order, for t in [0, w); tiles of 16 samples x up to 4 templates in vector registers. The same
+// order and roundings as common/template_match_body.hpp's, which the GPU uses.
+template <int TB>
+__attribute__((always_inline)) inline void project_tile(const float* u, int D, const float* const* rows, int64_t t0,
+                                                        float* const* out) {
+    V16 acc[TB];
+    for (int i = 0; i < TB; ++i) acc[i] = V16{};
+    for (int j = 0; j < D; ++j) {
+        V16 xv;
+        std::memcpy(&xv, rows[j] + t0, sizeof xv);
+        for (int i = 0; i < TB; ++i) acc[i] += u[static_cast<size_t>(i) * D + j] * xv;
+    }
+    for (int i = 0; i < TB; ++i) std::memcpy(out[i] + t0, &acc[i], sizeof acc[i]);
+}
+
+KS_CLONES void project_group(const float* u, int kg, int D, const float* const* rows, int64_t w, float* const* out) {
+    constexpr int kT = 16;
+    int64_t t0 = 0;
+    for (; t0 + kT <= w; t0 += kT)
+        for (int i0 = 0; i0 < kg;) {
+            const int tb = std::min(4, kg - i0);
+            const float* ui = u + static_cast<size_t>(i0) * D;
+            switch (tb) {
+                case 4: project_tile<4>(ui, D, rows, t0, out + i0); break;
+                case 3: project_tile<3>(ui, D, rows, t0, out + i0); break;
+                case 2: project_tile<2>(ui, D, rows, t0, out + i0); break;
+                default: project_tile<1>(ui, D, rows, t0, out + i0); break;
+            }
+            i0 += tb;
+        }
+    for (int i = 0; i < kg; ++i)
+        for (int64_t t = t0; t < w; ++t) {
+            float a = 0.f;
+            for (int j = 0; j < D; ++j) a += u[static_cast<size_t>(i) * D + j] * rows[j][t];
+            out[i][t] = a;
+        }
+}
+
 // y[i] -= s * v[i]
 KS_CLONES void axpy_minus(float s, const float* v, float* y, int64_t n) {
     for (int64_t i = 0; i < n; ++i) y[i] -= s * v[i];
@@ -415,7 +463,6 @@ void best_over_templates(const MatchTemplates& T, const std::vector<float>& bk, 
 
 std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T, const MatchArgs& a,
                                       std::vector<float>* features, MatchStats* stats) {
-    (void)dev;  // the CPU path; the CUDA one lives in kernels/cuda
     const int C = T.C, P = T.P, nt = T.nt, K = T.K, L = 2 * nt + 1, half = nt / 2;
     const int64_t n = a.n_samples;
     KS_ASSERT(a.ld_x >= n && a.max_peels >= 1, "match_batch: arguments");
@@ -430,40 +477,40 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
     std::vector<char> used(C, 0);
     for (const auto& g : T.groups)
         for (int c : g.channels) used[c] = 1;
-    constexpr int64_t kTile = 2048;
-    const int64_t n_tiles = (s1 - s0 + kTile - 1) / kTile;
-#pragma omp parallel
+#if KS_HAVE_CUDA
+    if (dev.is_cuda()) {
+        cuda::projections(T, a.x, n, a.ld_x, s0, s1, bk.data());
+    } else
+#endif
     {
-        std::vector<float> bpc(static_cast<size_t>(C) * P * kTile), gathered, res;
+        constexpr int64_t kTile = 2048;
+        const int64_t n_tiles = (s1 - s0 + kTile - 1) / kTile;
+#pragma omp parallel
+        {
+            std::vector<float> bpc(static_cast<size_t>(C) * P * kTile);
+            std::vector<const float*> rows;
+            std::vector<float*> outs;
 #pragma omp for schedule(dynamic, 1)
-        for (int64_t tile = 0; tile < n_tiles; ++tile) {
-            const int64_t t0 = s0 + tile * kTile, w = std::min(kTile, s1 - t0);
-            for (int c = 0; c < C; ++c) {
-                if (!used[c]) continue;
-                correlate_rows(T.wpca.data(), P, nt, a.x + static_cast<size_t>(c) * a.ld_x + (t0 - half), w,
-                               bpc.data() + static_cast<size_t>(c) * P * kTile, kTile);
-            }
-            for (const auto& g : T.groups) {
-                const int S = static_cast<int>(g.channels.size()), kg = static_cast<int>(g.templates.size());
-                gathered.resize(static_cast<size_t>(S) * P * w);
-                for (int s = 0; s < S; ++s)
-                    for (int p = 0; p < P; ++p)
-                        std::copy_n(bpc.data() + (static_cast<size_t>(g.channels[s]) * P + p) * kTile, w,
-                                    gathered.data() + (static_cast<size_t>(s) * P + p) * w);
-                RowMatF ug(kg, S * P);
-                for (int i = 0; i < kg; ++i)
+            for (int64_t tile = 0; tile < n_tiles; ++tile) {
+                const int64_t t0 = s0 + tile * kTile, w = std::min(kTile, s1 - t0);
+                for (int c = 0; c < C; ++c) {
+                    if (!used[c]) continue;
+                    correlate_rows(T.wpca.data(), P, nt, a.x + static_cast<size_t>(c) * a.ld_x + (t0 - half), w,
+                                   bpc.data() + static_cast<size_t>(c) * P * kTile, kTile);
+                }
+                for (const auto& g : T.groups) {
+                    const int S = static_cast<int>(g.channels.size()), kg = static_cast<int>(g.templates.size());
+                    rows.resize(static_cast<size_t>(S) * P);
                     for (int s = 0; s < S; ++s)
-                        for (int p = 0; p < P; ++p)
-                            ug(i, s * P + p) = T.U[(static_cast<size_t>(g.templates[i]) * C + g.channels[s]) * P + p];
-                res.resize(static_cast<size_t>(kg) * w);
-                Eigen::Map<RowMatF> r(res.data(), kg, w);
-                r.noalias() = ug * Eigen::Map<const RowMatF>(gathered.data(), static_cast<Eigen::Index>(S) * P, w);
-                for (int i = 0; i < kg; ++i)
-                    std::copy_n(res.data() + static_cast<size_t>(i) * w, w, bk.data() + static_cast<size_t>(g.templates[i]) * n + t0);
+                        for (int p = 0; p < P; ++p) rows[s * P + p] = bpc.data() + (static_cast<size_t>(g.channels[s]) * P + p) * kTile;
+                    outs.resize(kg);
+                    for (int i = 0; i < kg; ++i) outs[i] = bk.data() + static_cast<size_t>(g.templates[i]) * n + t0;
+                    project_group(g.coeffs.data(), kg, S * P, rows.data(), w, outs.data());
+                }
             }
         }
     }
-
+    (void)dev;
     std::vector<float> cbest(n, 0.f);
     std::vector<int32_t> kbest(n, -1);
     {

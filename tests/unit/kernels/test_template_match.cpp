@@ -309,4 +309,34 @@ TEST(TemplateMatch, ThreadCountDoesNotChangeTheResult) {
     EXPECT_EQ(f1, f2);
 }
 
+TEST(TemplateMatch, CudaGivesTheCpuSpikes) {
+    if (ks::gpu_info().count == 0) GTEST_SKIP() << "no GPU: " << ks::gpu_info().why_not;
+    std::mt19937 rng(23);
+    const int K = 9, C = 32, nC = 6;
+    const auto w = make_basis();
+    const auto U = make_templates(K, C, rng);
+    const auto nc = near_chans(C, nC);
+    const auto T = ks::match::prepare_templates(U.data(), K, C, P, w.data(), nt, nc.data(), nC);
+    std::vector<Spike> truth;
+    std::uniform_int_distribution<int> tk(0, K - 1);
+    for (int64_t t = 300; t < 59000; t += 113) truth.push_back({t, tk(rng), 1.0f});
+    const int64_t n = 60000;
+    const auto x = synth(U, w, C, n, truth, 0.5f, rng);
+    ks::match::MatchArgs a;
+    a.x = x.data();
+    a.n_samples = a.ld_x = n;
+    a.nt0min = nt0min;
+    a.report_hi = n;
+    std::vector<float> f1, f2;
+    const auto r1 = ks::match::match_batch(ks::Device::open("cpu", 2), T, a, &f1);
+    const auto r2 = ks::match::match_batch(ks::Device::open("cuda", 2), T, a, &f2);
+    ASSERT_EQ(r1.size(), r2.size());
+    for (size_t i = 0; i < r1.size(); ++i) {
+        EXPECT_EQ(r1[i].t_trough, r2[i].t_trough);
+        EXPECT_EQ(r1[i].k, r2[i].k);
+        EXPECT_EQ(r1[i].scale, r2[i].scale);
+    }
+    EXPECT_EQ(f1, f2);
+}
+
 }  // namespace

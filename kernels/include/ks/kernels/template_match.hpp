@@ -58,6 +58,7 @@ struct MatchTemplates {
     // Templates sharing one channel support, for the projection products.
     struct Group {
         std::vector<int> templates, channels;
+        std::vector<float> coeffs;   // templates x (channels x P): U restricted to the group's channels
     };
     std::vector<Group> groups;
     std::vector<int> group_of;                  // K: group of each template (-1: zero template, never fitted)
@@ -95,5 +96,12 @@ struct MatchStats {
 // each one's PC features on chans[k]: the residual (every peeled spike removed) plus its own template.
 std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T, const MatchArgs& a,
                                       std::vector<float>* features, MatchStats* stats = nullptr);
+
+#if KS_HAVE_CUDA
+namespace cuda {
+// Bk[k * n + t] for t in [t0, t1) on the GPU, the CPU's sums (common/template_match_body.hpp); Bk elsewhere 0.
+void projections(const MatchTemplates& T, const float* x, int64_t n, int64_t ld_x, int64_t t0, int64_t t1, float* bk);
+}  // namespace cuda
+#endif
 
 }  // namespace ks::match
