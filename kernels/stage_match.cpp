@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <filesystem>
 #include <numeric>
 
@@ -168,39 +169,63 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     a.Th_learned = p.Th_learned;
     a.max_peels = p.max_peels;
     Progress progress(opt.progress, "matching templates", n_chunks, "chunks");
-    std::vector<float> scratch, x, feat, amp, scale;
+    std::vector<float> amp, scale;
     std::vector<int64_t> times;
     std::vector<int32_t> ids;
-    for (int ci = 0; ci < n_chunks; ++ci) {
-        const int64_t start = ci * chunk, len = std::min(chunk, N - start);
-        const int64_t n = wb.read_range(start, len, context, scratch, x);
-        a.x = x.data();
-        a.n_samples = a.ld_x = n;
-        a.report_lo = context;
-        a.report_hi = context + len;
-        match::MatchStats st;
-        const std::vector<match::MatchedSpike> found = match::match_batch(dev, T, a, &feat, &st);
-        sum.max_passes = std::max(sum.max_passes, st.passes);
-        if (st.passes >= p.max_peels)
-            log::debug("chunk %d: stopped at max_peels = %d passes with spikes still above Th_learned", ci, p.max_peels);
-        const size_t k = found.size();
-        times.resize(k);
-        ids.resize(k);
-        amp.resize(k);
-        scale.resize(k);
-        for (size_t i = 0; i < k; ++i) {
-            times[i] = start - context + found[i].t_trough;
-            ids[i] = found[i].k;
-            amp[i] = found[i].amp;
-            scale[i] = found[i].scale;
+    // Chunks are matched several at a time, one per thread (the peeling itself is sequential); each
+    // chunk's result does not depend on which thread or group it ran in, and they are written in order.
+    const int par = std::clamp(dev.is_cuda() ? 1 : dev.threads(), 1, 4);
+    std::vector<std::vector<float>> xs(par), feats(par), scratches(par);
+    std::vector<std::vector<match::MatchedSpike>> founds(par);
+    std::vector<match::MatchStats> stats(par);
+    std::vector<match::MatchArgs> args(par, a);
+    for (int c0 = 0; c0 < n_chunks; c0 += par) {
+        const int m = std::min(par, n_chunks - c0);
+        for (int j = 0; j < m; ++j) {
+            const int64_t start = static_cast<int64_t>(c0 + j) * chunk, len = std::min(chunk, N - start);
+            const int64_t n = wb.read_range(start, len, context, scratches[j], xs[j]);
+            args[j].x = xs[j].data();
+            args[j].n_samples = args[j].ld_x = n;
+            args[j].report_lo = context;
+            args[j].report_hi = context + len;
         }
-        const auto kk = static_cast<int64_t>(k);
-        w_times.append(times.data(), kk);
-        w_tmpl.append(ids.data(), kk);
-        w_amp.append(amp.data(), kk);
-        w_scale.append(scale.data(), kk);
-        w_tf.append(feat.data(), kk);
-        progress.advance(1);
+        std::exception_ptr failure;
+#pragma omp parallel for num_threads(m) schedule(static, 1)
+        for (int j = 0; j < m; ++j) {
+            try {
+                founds[j] = match::match_batch(dev, T, args[j], &feats[j], &stats[j]);
+            } catch (...) {
+#pragma omp critical
+                failure = std::current_exception();
+            }
+        }
+        if (failure) std::rethrow_exception(failure);
+        for (int j = 0; j < m; ++j) {
+            const int ci = c0 + j;
+            const int64_t start = static_cast<int64_t>(ci) * chunk;
+            const auto& found = founds[j];
+            sum.max_passes = std::max(sum.max_passes, stats[j].passes);
+            if (stats[j].passes >= p.max_peels)
+                log::debug("chunk %d: stopped at max_peels = %d passes with spikes still above Th_learned", ci, p.max_peels);
+            const size_t k = found.size();
+            times.resize(k);
+            ids.resize(k);
+            amp.resize(k);
+            scale.resize(k);
+            for (size_t i = 0; i < k; ++i) {
+                times[i] = start - context + found[i].t_trough;
+                ids[i] = found[i].k;
+                amp[i] = found[i].amp;
+                scale[i] = found[i].scale;
+            }
+            const auto kk = static_cast<int64_t>(k);
+            w_times.append(times.data(), kk);
+            w_tmpl.append(ids.data(), kk);
+            w_amp.append(amp.data(), kk);
+            w_scale.append(scale.data(), kk);
+            w_tf.append(feats[j].data(), kk);
+            progress.advance(1);
+        }
     }
     progress.finish();
     sum.n_spikes = w_times.rows();

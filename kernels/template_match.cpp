@@ -326,6 +326,8 @@ MatchTemplates prepare_templates(const float* U, int K, int C, int P, const floa
         }
     }
     T.group_of.assign(K, -1);
+    for (const auto& G : T.groups) T.fittable.insert(T.fittable.end(), G.templates.begin(), G.templates.end());
+    std::sort(T.fittable.begin(), T.fittable.end());
     for (size_t g = 0; g < T.groups.size(); ++g) {
         auto& G = T.groups[g];
         const size_t D = G.channels.size() * P;
@@ -440,23 +442,25 @@ KS_CLONES void axpy_minus(float s, const float* v, float* y, int64_t n) {
 }
 
 // Cbest[t] = max_k relu(Bk[k,t])^2 / norm2[k] over t in [t0, t1); kbest the argmax (lowest k on ties).
+// One template's contribution over [t0, t1): a strictly larger value wins, so with templates offered in
+// ascending order the lowest template wins ties. Branch-free, so it vectorises.
+KS_CLONES void best_update(const float* row, float inv, int32_t k, int64_t t0, int64_t t1, float* cbest, int32_t* kbest) {
+    for (int64_t t = t0; t < t1; ++t) {
+        const float r = row[t] > 0.f ? row[t] : 0.f;
+        const float v = r * r * inv;
+        const bool better = v > cbest[t];
+        cbest[t] = better ? v : cbest[t];
+        kbest[t] = better ? k : kbest[t];
+    }
+}
+
 void best_over_templates(const MatchTemplates& T, const std::vector<float>& bk, int64_t ld, int64_t t0, int64_t t1,
                          std::vector<float>& cbest, std::vector<int32_t>& kbest) {
     if (t1 <= t0) return;
     std::fill(cbest.begin() + t0, cbest.begin() + t1, 0.f);
     std::fill(kbest.begin() + t0, kbest.begin() + t1, -1);
-    for (const auto& g : T.groups)
-        for (int k : g.templates) {
-            const float inv = 1.f / T.norm2[k];
-            const float* row = bk.data() + static_cast<size_t>(k) * ld;
-            for (int64_t t = t0; t < t1; ++t) {
-                const float v = row[t] > 0.f ? row[t] * row[t] * inv : 0.f;
-                if (v > cbest[t] || (v == cbest[t] && v > 0.f && k < kbest[t])) {
-                    cbest[t] = v;
-                    kbest[t] = k;
-                }
-            }
-        }
+    for (int k : T.fittable)
+        best_update(bk.data() + static_cast<size_t>(k) * ld, 1.f / T.norm2[k], k, t0, t1, cbest.data(), kbest.data());
 }
 
 }  // namespace
@@ -473,7 +477,16 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
     const int64_t s0 = nt, s1 = n - nt;   // searched centres
 
     // Projections Bk[k, t] = <T_k centred at t, x> for t in [s0, s1), in time tiles through the PC basis.
-    std::vector<float> bk(static_cast<size_t>(K) * n, 0.f);
+    // Buffers kept per thread between calls: a chunk's projections are large, and fresh pages for
+    // every chunk cost more than clearing them.
+    // (References, so that the OpenMP threads below share the calling thread's buffers.)
+    thread_local std::vector<float> tl_bk, tl_cbest, tl_xres;
+    thread_local std::vector<int32_t> tl_kbest;
+    std::vector<float>& bk = tl_bk;
+    std::vector<float>& cbest = tl_cbest;
+    std::vector<float>& xres = tl_xres;
+    std::vector<int32_t>& kbest = tl_kbest;
+    bk.assign(static_cast<size_t>(K) * n, 0.f);
     std::vector<char> used(C, 0);
     for (const auto& g : T.groups)
         for (int c : g.channels) used[c] = 1;
@@ -511,8 +524,8 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
         }
     }
     (void)dev;
-    std::vector<float> cbest(n, 0.f);
-    std::vector<int32_t> kbest(n, -1);
+    cbest.assign(n, 0.f);
+    kbest.assign(n, -1);
     {
         // First pass over everything, in parallel time chunks.
         const int64_t chunks = (s1 - s0 + 8191) / 8192;
@@ -520,7 +533,7 @@ std::vector<MatchedSpike> match_batch(const Device& dev, const MatchTemplates& T
         for (int64_t ch = 0; ch < chunks; ++ch)
             best_over_templates(T, bk, n, s0 + ch * 8192, std::min(s1, s0 + (ch + 1) * 8192), cbest, kbest);
     }
-    std::vector<float> xres(static_cast<size_t>(C) * n);
+    xres.resize(static_cast<size_t>(C) * n);
     for (int c = 0; c < C; ++c) std::copy_n(a.x + static_cast<size_t>(c) * a.ld_x, n, xres.data() + static_cast<size_t>(c) * n);
 
     const float th2 = a.Th_learned * a.Th_learned;

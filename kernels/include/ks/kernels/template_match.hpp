@@ -62,6 +62,7 @@ struct MatchTemplates {
     };
     std::vector<Group> groups;
     std::vector<int> group_of;                  // K: group of each template (-1: zero template, never fitted)
+    std::vector<int> fittable;                  // the templates in some group, ascending
     std::vector<std::vector<int>> overlapping;  // K: templates j with ctc[j, k, :] not all zero
 };
 
