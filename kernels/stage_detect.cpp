@@ -33,10 +33,6 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     WhitenedBatches wb(work_dir, dev, p.batch_size, u.nt);
     const int nb = wb.n_batches();
     if (nb == 0) throw Error(Exit::usage, work_dir + "/filter/filtered.json: the filtered recording has no samples");
-    if (!u.templates_from_data)
-        throw Error(Exit::usage,
-                    "setting templates_from_data: false (predefined universal templates) is not available yet; "
-                    "use true, the default");
     const drift::MotionFile motion = drift::read_motion(work_dir, p.batch_size, nb);
     wb.use_motion(motion.motion, motion.sig_interp_um);
 

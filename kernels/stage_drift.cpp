@@ -113,10 +113,6 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     const double ymax = *std::max_element(probe.yc.begin(), probe.yc.end());
     const bool external = !opt.motion_path.empty();
     const bool estimate = !external && p.reg.nblocks > 0;
-    if (!p.universal.templates_from_data && (estimate || opt.draw_map))
-        throw Error(Exit::usage,
-                    "setting templates_from_data: false (predefined universal templates) is not available yet; "
-                    "use true, the default");
     // Read the external motion and check the settings before any work.
     ExternalMotion ext;
     if (external) ext = load_external_motion(opt.motion_path);

@@ -2,6 +2,7 @@
 #include "ks/stages/universal.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "ks/error.hpp"
@@ -29,7 +30,41 @@ UniversalParams UniversalParams::from(const Settings& s) {
     return p;
 }
 
+UniversalTemplates predefined_universal_templates(const UniversalParams& p) {
+    // A family of extracellular spike shapes (samples at ~30 kHz): a negative trough at nt0min of width
+    // sigma, an optional small positive lobe before it, and a slower positive repolarisation lobe after
+    // it; every combination on a fixed grid, unit norm. Learned the same way as clips from data.
+    std::vector<float> clips;
+    int64_t n = 0;
+    for (double sigma : {2.0, 3.0, 4.0, 5.5, 7.0})
+        for (double lobe : {0.0, 0.15, 0.3, 0.5})
+            for (double delay : {8.0, 12.0, 16.0, 22.0})
+                for (double pre : {0.0, 0.15}) {
+                    std::vector<double> w(p.nt);
+                    double norm = 0;
+                    for (int t = 0; t < p.nt; ++t) {
+                        const double u = t - p.nt0min;
+                        const double trough = -std::exp(-0.5 * u * u / (sigma * sigma));
+                        const double after = lobe * std::exp(-0.5 * (u - delay) * (u - delay) / (4 * sigma * sigma));
+                        const double before = pre * std::exp(-0.5 * (u + 2.5 * sigma) * (u + 2.5 * sigma) / (sigma * sigma));
+                        w[t] = trough + after + before;
+                        norm += w[t] * w[t];
+                    }
+                    for (double v : w) clips.push_back(static_cast<float>(v / std::sqrt(norm)));
+                    ++n;
+                }
+    UniversalTemplates t;
+    t.n_clips = 0;   // none from the data
+    if (n < std::max(p.n_templates, p.n_pcs))
+        throw Error(Exit::usage, "settings n_templates / n_pcs: at most " + std::to_string(n) +
+                                     " with templates_from_data = false (the predefined shapes)");
+    t.wpca = kernels::universal_wpca(clips, p.nt, p.n_pcs);
+    t.wtemp = kernels::universal_wtemp(clips, p.nt, p.n_templates);
+    return t;
+}
+
 UniversalTemplates learn_universal_templates(const WhitenedBatches& wb, const UniversalParams& p, ProgressMode mode) {
+    if (!p.templates_from_data) return predefined_universal_templates(p);
     kernels::SnippetSettings ss;
     ss.nt = p.nt;
     ss.nt0min = p.nt0min;

@@ -34,6 +34,12 @@ struct UniversalTemplates {
 
 // Clips from whitened batches 0, 25, 50, ... (as Kilosort4), then wPCA and wTEMP (k-means, seed 1).
 // Too few clips (fewer than max(n_templates, n_pcs)) leaves wtemp and wpca empty.
+// templates_from_data = false: predefined_universal_templates(p), no data read.
+// Kilosort4's templates_from_data = false with our own shapes (Kilosort4's file is not ours to ship):
+// a fixed family of 160 spike shapes (trough at nt0min, widths, repolarisation lobes) reduced to wTEMP
+// and wPCA exactly as clips from data are. n_clips = 0. Error(usage) when n_templates or n_pcs > 160.
+UniversalTemplates predefined_universal_templates(const UniversalParams& p);
+
 UniversalTemplates learn_universal_templates(const WhitenedBatches& wb, const UniversalParams& p, ProgressMode mode);
 
 }  // namespace ks
