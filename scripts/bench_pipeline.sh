@@ -17,7 +17,7 @@
 #   --keep        keep the recordings and work folders
 #
 # For each recording: ks-sim, then every stage (ks-filter ... ks-cluster --final) timed with
-# /usr/bin/time (wall seconds, peak RSS), then ks-score on the first pass (cluster/), the matched
+# /usr/bin/time (wall seconds, CPU seconds, peak RSS), then ks-score on the first pass (cluster/), the matched
 # templates (match/, each template a unit), the final units (final/) and its good units. Prints
 # Markdown tables: time per stage and x real time; accuracy beside Kilosort4's when --ks4 is given.
 set -euo pipefail
@@ -59,8 +59,8 @@ args=(--device "$device" -q)
 # timed NAME LOG cmd...: runs cmd, appends "NAME wall_s peak_mib" to LOG
 timed() {
   local name=$1 log=$2; shift 2
-  /usr/bin/time -f "%e %M" -o "$log.t" "$@"
-  echo "$name $(awk '{printf "%s %.0f", $1, $2/1024}' "$log.t")" >> "$log"
+  /usr/bin/time -f "%e %M %U %S" -o "$log.t" "$@"
+  echo "$name $(awk '{printf "%s %.0f %.2f", $1, $2/1024, $3 + $4}' "$log.t")" >> "$log"
 }
 
 score() {  # score SIM SORTING OUT.json [--good-only]
@@ -94,7 +94,7 @@ for spec in $sims; do
   score "$sim" "$work/match_units" "$out/$name.match.json"
   score "$sim" "$work/final" "$out/$name.final.json"
   score "$sim" "$work/final" "$out/$name.good.json" --good-only
-  if [ -n "$ks4" ] && [ -d "$ks4/$name" ]; then
+  if [ -n "$ks4" ] && [ -f "$ks4/$name/anchor_run.json" ]; then
     score "$sim" "$ks4/$name" "$out/$name.ks4.json"
     score "$sim" "$ks4/$name" "$out/$name.ks4good.json" --good-only
     [ -d "$ks4/$name/first_pass" ] && score "$sim" "$ks4/$name/first_pass" "$out/$name.ks4first.json"
@@ -106,20 +106,32 @@ done
 echo
 echo "### Time per stage (wall seconds; peak memory MiB)"
 echo
-"$PY" - "$out" "${stage_rows[@]}" <<'PY'
-import sys, os
-out = sys.argv[1]
-print("| recording | filter | whiten | drift | detect | cluster | match | final | total | x real time | peak MiB |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-for row in sys.argv[2:]:
+"$PY" - "$out" "$ks4" "${stage_rows[@]}" <<'PY'
+import sys, os, json
+out, ks4 = sys.argv[1], sys.argv[2]
+print("| recording | filter | whiten | drift | detect | cluster | match | final | total | x real time | CPU s | peak MiB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for row in sys.argv[3:]:
     name, dur, log = row.split()
     t = {}
     for line in open(log):
-        s, w, m = line.split()
-        t[s] = (float(w), int(m))
-    tot = sum(w for w, m in t.values())
+        s, w, m, c = line.split()
+        t[s] = (float(w), int(m), float(c))
+    tot = sum(v[0] for v in t.values())
+    cpu = sum(v[2] for v in t.values())
     cells = [f"{t[s][0]:.1f}" for s in ["filter", "whiten", "drift", "detect", "cluster", "match", "final"]]
-    print(f"| {name} | " + " | ".join(cells) + f" | {tot:.1f} | {float(dur) / tot:.2f} | {max(m for w, m in t.values())} |")
+    print(f"| {name} | " + " | ".join(cells) + f" | {tot:.1f} | {float(dur) / tot:.2f} | {cpu:.0f} | {max(v[1] for v in t.values())} |")
+    f = os.path.join(ks4, name, "anchor_run.json") if ks4 else ""
+    if f and os.path.exists(f):
+        j = json.load(open(f)); st = j["stage_times_s"]
+        fin = st.get("final_clustering", 0) + st.get("merging", 0) + st.get("save_to_phy_postproc", 0)
+        cells = [f"{st.get('preprocessing', 0):.1f} (both)", "", f"{st.get('drift_correction', 0):.1f}",
+                 f"{st.get('spike_detection_universal_templates', 0):.1f}", f"{st.get('first_clustering', 0):.1f}",
+                 f"{st.get('template_matching', 0):.1f}", f"{fin:.1f}"]
+        tot = st.get("kilosort_total", sum(st.values()))
+        cpu = j.get("cpu_time_s", {})
+        print(f"| Kilosort4 {j.get('kilosort_version', '')} ({j.get('torch_num_threads', '?')} torch threads) | " + " | ".join(cells) +
+              f" | {tot:.1f} | {float(dur) / tot:.3f} | {cpu.get('user', 0) + cpu.get('sys', 0):.0f} | {j.get('peak_rss_mib', 0):.0f} |")
 PY
 echo
 echo "### Accuracy (ks-score: well detected = accuracy >= 0.8)"

@@ -145,3 +145,12 @@ assert wf >= 8 and wf >= wp, (wf, wp)
 PY
   assert_success
 }
+
+@test "ks-cluster --final gives the same bytes with one thread" {
+  cp -r "$W" w1
+  run -0 "$KS_BIN_DIR/ks-cluster" --work w1 --final -q --threads 1
+  for f in spike_times spike_clusters spike_templates amplitudes spike_positions templates_pc similar_templates contam_pct; do
+    cmp "$W/final/$f.npy" "w1/final/$f.npy"
+  done
+  cmp "$W/final/cluster_KSLabel.tsv" w1/final/cluster_KSLabel.tsv
+}
