@@ -13,6 +13,7 @@
 #   --ks4 DIR     folder holding Kilosort4 results per recording, DIR/<PRESET>-<SECONDS>-<SEED>/ as
 #                 written by ../shared/scripts/run_ks4.py (its Phy folder and anchor_run.json; a
 #                 first_pass/ folder with spike_times.npy and spike_clusters.npy is scored too)
+#   --set K=V     a setting for every stage (repeatable), e.g. --set nblocks=5
 #   --reuse       reuse recordings already simulated in --out
 #   --keep        keep the recordings and work folders
 #
@@ -31,6 +32,7 @@ sims="np64:120:1 np64-drift:120:1 np384:60:1"
 ks4=""
 keep=0
 reuse=0
+sets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --bin) bin=$2; shift 2 ;;
@@ -39,9 +41,10 @@ while [ $# -gt 0 ]; do
     --device) device=$2; shift 2 ;;
     --sims) sims=$2; shift 2 ;;
     --ks4) ks4=$2; shift 2 ;;
+    --set) sets+=(--set "$2"); shift 2 ;;
     --reuse) reuse=1; shift ;;
     --keep) keep=1; shift ;;
-    -h|--help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "bench_pipeline.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -53,7 +56,7 @@ fi
 [ -x /usr/bin/time ] || { echo "bench_pipeline.sh: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 PY=${KS_PYTHON:-/usr/bin/python3}
 mkdir -p "$out"
-args=(--device "$device" -q)
+args=(--device "$device" -q "${sets[@]}")
 [ -n "$threads" ] && args+=(--threads "$threads")
 
 # timed NAME LOG cmd...: runs cmd, appends "NAME wall_s peak_mib" to LOG
