@@ -17,9 +17,10 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
   [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ] && [ -f w/cluster/cluster.json ]
   [ -f w/match/match.json ] && [ -f w/final/final.json ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran ks-cluster)" = 2 ]
+  [ -f w/phy/params.py ] && [ -f w/phy/ks-phy.json ] && [ "$(ran ks-phy)" = 1 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
-  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ]
+  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-phy)" = 0 ]
 }
 
 @test "touching the recording reruns nothing; a whitening setting reruns whitening and what follows" {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bats
-# ks-match and ks-cluster --final end to end on a drifting ks-sim recording: the files of
+# ks-match, ks-cluster --final and ks-phy end to end on a drifting ks-sim recording: the files of
 # formats/matches.md and formats/clusters.md (final mode), their invariants, results that do not
 # depend on the chunk size or the thread count, sorting quality against the ground truth, bad input.
 load helpers
@@ -16,6 +16,7 @@ setup_file() {
   "$KS_BIN_DIR/ks-cluster" --work "$d/w" -q
   "$KS_BIN_DIR/ks-match" --work "$d/w" -q
   "$KS_BIN_DIR/ks-cluster" --work "$d/w" --final -q
+  "$KS_BIN_DIR/ks-phy" --work "$d/w" -q
 }
 
 setup() {
@@ -153,4 +154,41 @@ PY
     cmp "$W/final/$f.npy" "w1/final/$f.npy"
   done
   cmp "$W/final/cluster_KSLabel.tsv" w1/final/cluster_KSLabel.tsv
+}
+
+@test "ks-phy writes a folder phylib's loader accepts, consistent with the sorting" {
+  run "$PY" "$KS_SOURCE_DIR/tests/cli/phy_check.py" "$W/phy" "$W"
+  assert_success
+  assert_output --partial "phy folder ok"
+  run -0 "$KS_BIN_DIR/ks-score" --gt "$SIM" --sorting "$W/phy" --good-only --json g.json
+  [ "$(json_get g.json 'j["summary"]["n_sorted_units"]')" = "$(grep -c $'\tgood$' "$W/phy/cluster_KSLabel.tsv")" ]
+}
+
+@test "ks-phy before the final clustering, or on another record, is a usage error naming what to run" {
+  mkdir -p w2
+  cp -r "$W/probe.json" "$W/filter" w2/
+  run "$KS_BIN_DIR/ks-phy" --work w2
+  assert_failure 2
+  assert_output --partial "ks-cluster --work w2 --final"
+  cp -r "$W" w3
+  sed -i 's/"mode":"final"/"mode":"other"/' w3/final/final.json
+  run "$KS_BIN_DIR/ks-phy" --work w3
+  assert_failure 2
+  assert_output --partial "final.json"
+}
+
+@test "ks-phy never leaves a half-written folder and replaces a former one with its phy cache" {
+  cp -r "$W" w4
+  mkdir -p w4/phy/.phy && touch w4/phy/.phy/cache
+  rm w4/whiten/whiten_inv.npy
+  run "$KS_BIN_DIR/ks-phy" --work w4
+  assert_failure 2
+  assert_output --partial "whiten_inv.npy"
+  [ -f w4/phy/.phy/cache ] && [ -f w4/phy/params.py ]          # the former folder untouched
+  [ -z "$(ls -d w4/phy.partial-* 2>/dev/null)" ]               # nothing half-written left
+  cp "$W/whiten/whiten_inv.npy" w4/whiten/
+  run -0 "$KS_BIN_DIR/ks-phy" --work w4 -q
+  [ ! -e w4/phy/.phy ] && [ -z "$(ls -d w4/phy.old-* 2>/dev/null)" ]
+  run "$PY" "$KS_SOURCE_DIR/tests/cli/phy_check.py" w4/phy w4
+  assert_success
 }
