@@ -154,6 +154,23 @@ std::vector<SettingSpec> build_table() {
         s.choices = {"median", "mean", "none"};
         own(s);
     }
+    // ---- ks-curate's criteria (SpikeLab's and the field's; formats/curation.md). None = not applied.
+    own(spec("threshold_ms", T::Float, fv(1.5), 0, kInf, {0}, "", "curate",
+             "Refractory period (ms) for the ISI-violation metrics."));
+    own(spec("min_spikes", T::Int, none(), 0, kInf, {}, "", "curate",
+             "Curation: remove units with fewer spikes (None: not applied)."));
+    own(spec("min_rate_hz", T::Float, none(), 0, kInf, {}, "", "curate",
+             "Curation: remove units firing less often (Hz; None: not applied)."));
+    own(spec("isi_max", T::Float, none(), 0, kInf, {}, "", "curate",
+             "Curation: remove units whose ISI-violation ratio (Hill et al.) exceeds this (None: not applied)."));
+    own(spec("min_snr", T::Float, none(), 0, kInf, {}, "", "curate",
+             "Curation: remove units with a lower SNR (None: not applied)."));
+    own(spec("max_std_norm", T::Float, none(), 0, kInf, {}, "", "curate",
+             "Curation: remove units whose waveform spread (std_norm) exceeds this (None: not applied)."));
+    own(spec("min_presence", T::Float, none(), 0, 1, {}, "", "curate",
+             "Curation: remove units present in a smaller fraction of 60-s bins (None: not applied)."));
+    own(spec("max_amplitude_cutoff", T::Float, none(), 0, 0.5, {}, "", "curate",
+             "Curation: remove units missing more of their amplitude distribution (None: not applied)."));
     return t;
 }
 

@@ -17,7 +17,7 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ -f w/filter/filter.json ] && [ -f w/whiten/whiten.npy ] && [ -f w/whiten/whiten.json ]
   [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ] && [ -f w/cluster/cluster.json ]
   [ -f w/match/match.json ] && [ -f w/final/final.json ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran ks-cluster)" = 2 ]
-  [ -f w/phy/params.py ] && [ -f w/phy/ks-phy.json ] && [ "$(ran ks-phy)" = 1 ]
+  [ -f w/phy/params.py ] && [ -f w/phy/ks-phy.json ] && [ "$(ran ks-phy)" = 1 ] && [ -f w/curate/metrics.tsv ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
   [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-phy)" = 0 ]
@@ -52,7 +52,7 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-cluster)" = 2 ] && [ "$(ran ks-match)" = 1 ]
 }
 
-@test "Th_learned reruns matching onward; ccg_threshold and acg_threshold only the final clustering" {
+@test "Th_learned reruns matching onward; ccg_threshold and acg_threshold the final clustering; min_snr only curation" {
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7"
   [ "$(ran ks-detect)" = 0 ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran 'ks-cluster --work w --final')" = 1 ]
@@ -61,6 +61,8 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ "$(ran ks-match)" = 0 ] && [ "$(ran 'ks-cluster --work w --final')" = 1 ] && [ "$(ran ks-cluster)" = 1 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3 acg_threshold=0.1"
   [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-cluster)" = 1 ]
+  run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3 acg_threshold=0.1 min_snr=4"
+  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-curate)" = 1 ] && [ "$(ran ks-match)" = 0 ]
 }
 
 @test "a bad setting stops the pipeline with exit code and message, and no stage output" {

@@ -192,3 +192,57 @@ PY
   run "$PY" "$KS_SOURCE_DIR/tests/cli/phy_check.py" w4/phy w4
   assert_success
 }
+
+@test "ks-curate computes the metrics, applies the criteria and explains every removal" {
+  cp -r "$W" wc2
+  run -0 "$KS_BIN_DIR/ks-curate" --work wc2 -q --set min_snr=5 --set isi_max=0.5 --set min_spikes=50
+  run "$PY" - wc2 <<'PY'
+import sys, json, numpy as np
+w = sys.argv[1]
+rows = [l.rstrip("\n").split("\t") for l in open(w + "/curate/metrics.tsv")]
+head, rows = rows[0], rows[1:]
+e = json.load(open(w + "/curate/curate.json"))["extra"]
+assert head[:3] == ["cluster_id", "KSLabel", "curated"] and head[3:] == e["metrics"], head
+M = np.load(w + "/curate/metrics.npy"); kept = np.load(w + "/curate/unit_kept.npy")
+K = len(rows); assert M.shape == (K, len(e["metrics"])) and kept.shape == (K,)
+col = {n: i for i, n in enumerate(e["metrics"])}
+clu = np.load(w + "/final/spike_clusters.npy"); t = np.load(w + "/final/spike_times.npy")
+fs = json.load(open(w + "/filter/filtered.json")); T = fs["n_samples"] / fs["fs"]
+assert np.array_equal(M[:, col["n_spikes"]], np.bincount(clu, minlength=K))
+assert np.allclose(M[:, col["firing_rate_hz"]], np.bincount(clu, minlength=K) / T)
+# ISI violation fraction recomputed
+for k in range(K):
+    d = np.diff(np.sort(t[clu == k]) / fs["fs"])
+    assert abs(M[k, col["isi_violations_fraction"]] - (d < 0.0015).sum() / max(1, (clu == k).sum())) < 1e-12
+h = json.load(open(w + "/curate/curation.json"))
+assert h["criteria"]["min_snr"] == 5 and h["criteria"]["isi_max"] == 0.5 and h["criteria"]["min_spikes"] == 50
+assert h["criteria"]["max_std_norm"] is None and len(h["units"]) == K
+for u in h["units"]:
+    k = u["unit"]
+    assert u["kept"] == bool(kept[k]) == (rows[k][2] == "pass")
+    snr, n, isi = M[k, col["snr"]], M[k, col["n_spikes"]], M[k, col["isi_violations_ratio"]]
+    should = not ((not np.isnan(n) and n < 50) or (not np.isnan(isi) and isi > 0.5) or (not np.isnan(snr) and snr < 5))
+    assert u["kept"] == should, (k, u, snr, n, isi)
+    if not u["kept"]:
+        c = u["checks"][u["removed_by"]]
+        assert not c["passed"] and c["value"] == u["value"] and c["threshold"] == u["threshold"]
+# the curated sorting holds exactly the kept units' spikes
+cc = np.load(w + "/curate/spike_clusters.npy")
+assert set(np.unique(cc)) == set(np.nonzero(kept)[0]) and len(cc) == np.isin(clu, np.nonzero(kept)[0]).sum()
+assert 0 < kept.sum() < K
+print("ok", kept.sum(), "of", K)
+PY
+  assert_success
+  assert_output --partial "ok"
+  # Other thresholds: only ks-curate reruns, and nothing is removed without criteria.
+  run -0 "$KS_BIN_DIR/ks-curate" --work wc2 -q
+  [ "$(json_get wc2/curate/curate.json 'j["extra"]["n_kept"]')" = "$(json_get wc2/curate/curate.json 'j["extra"]["n_units"]')" ]
+}
+
+@test "ks-curate before the final clustering is a usage error naming what to run" {
+  mkdir -p w5
+  cp -r "$W/probe.json" "$W/filter" w5/
+  run "$KS_BIN_DIR/ks-curate" --work w5
+  assert_failure 2
+  assert_output --partial "ks-cluster --work w5 --final"
+}
