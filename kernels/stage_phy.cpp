@@ -192,6 +192,42 @@ Summary run(const std::string& work_dir, const RunOptions& opt) {
     // every cluster as "unsorted" with a KSLabel column.
     copy_file_atomic(fdir + "/cluster_KSLabel.tsv", tmp + "/cluster_group.tsv");
 
+    // ks-curate's metrics, when present, as extra cluster_<metric>.tsv columns phy shows in its cluster
+    // view (and the curation verdict as cluster_curated.tsv).
+    const std::string metrics_tsv = work_dir + "/curate/metrics.tsv";
+    if (fs::exists(work_dir + "/curate/curate.json", ec) && fs::exists(metrics_tsv, ec)) {
+        std::FILE* f = std::fopen(metrics_tsv.c_str(), "r");
+        if (!f) throw Error(Exit::usage, metrics_tsv + ": cannot read");
+        std::vector<std::vector<std::string>> rows;
+        std::string line;
+        for (int ch; (ch = std::fgetc(f)) != EOF;) {
+            if (ch != '\n') {
+                line += static_cast<char>(ch);
+                continue;
+            }
+            std::vector<std::string> cells;
+            size_t a = 0;
+            for (size_t b; (b = line.find('\t', a)) != std::string::npos; a = b + 1) cells.push_back(line.substr(a, b - a));
+            cells.push_back(line.substr(a));
+            rows.push_back(std::move(cells));
+            line.clear();
+        }
+        std::fclose(f);
+        if (rows.size() != static_cast<size_t>(K) + 1 || rows[0].empty() || rows[0][0] != "cluster_id")
+            throw Error(Exit::usage, metrics_tsv + ": not one row per unit of final/; rerun ks-curate");
+        for (size_t c = 2; c < rows[0].size(); ++c) {   // KSLabel is already there
+            const std::string& name = rows[0][c];
+            std::string text = "cluster_id\t" + name + "\n";
+            for (int k = 0; k < K; ++k) {
+                if (rows[k + 1].size() != rows[0].size()) throw Error(Exit::usage, metrics_tsv + ": a short row");
+                // phylib skips empty cells: an undefined metric (nan) is left empty.
+                const std::string& v = rows[k + 1][c];
+                text += rows[k + 1][0] + "\t" + (v == "nan" ? std::string() : v) + "\n";
+            }
+            write_file_atomic(tmp + "/cluster_" + name + ".tsv", text);
+        }
+    }
+
     // pc_features (N, P, nC): each spike's matching features moved onto its unit's channels, streamed
     // over match/tF.npy in its row order and written at the spike's place in the final order.
     {

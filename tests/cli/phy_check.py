@@ -66,6 +66,11 @@ for f in ("cluster_KSLabel.tsv", "cluster_ContamPct.tsv", "cluster_Amplitude.tsv
     ids = [int(l.split("\t")[0]) for l in lines[1:]]
     assert ids == list(range(K)), (f, ids[:5])
     labels[f] = [l.split("\t")[1] for l in lines[1:]]
+for f in sorted(os.listdir(d)):      # every other table phylib loads: same layout (empty cells allowed)
+    if f.startswith("cluster_") and f.endswith(".tsv") and f not in labels:
+        lines = open(p(f)).read().splitlines()
+        assert lines[0].split("\t")[0] == "cluster_id" and len(lines[0].split("\t")) == 2, f
+        assert [int(l.split("\t")[0]) for l in lines[1:]] == list(range(K)), f
 assert set(labels["cluster_KSLabel.tsv"]) <= {"good", "mua"}
 assert labels["cluster_group.tsv"] == labels["cluster_KSLabel.tsv"]
 # unwhitening as phy does it: whitening_mat_inv = inv(W + 1e-5 I)

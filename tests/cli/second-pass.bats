@@ -234,6 +234,12 @@ print("ok", kept.sum(), "of", K)
 PY
   assert_success
   assert_output --partial "ok"
+  # The metrics become extra columns of the Phy folder.
+  run -0 "$KS_BIN_DIR/ks-phy" --work wc2 -q
+  run "$PY" "$KS_SOURCE_DIR/tests/cli/phy_check.py" wc2/phy wc2
+  assert_success
+  [ "$(cut -f3 wc2/curate/metrics.tsv | tail -n +2)" = "$(cut -f2 wc2/phy/cluster_curated.tsv | tail -n +2)" ]
+  [ "$(head -1 wc2/phy/cluster_snr.tsv)" = "$(printf 'cluster_id\tsnr')" ]
   # Other thresholds: only ks-curate reruns, and nothing is removed without criteria.
   run -0 "$KS_BIN_DIR/ks-curate" --work wc2 -q
   [ "$(json_get wc2/curate/curate.json 'j["extra"]["n_kept"]')" = "$(json_get wc2/curate/curate.json 'j["extra"]["n_units"]')" ]
