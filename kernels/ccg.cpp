@@ -18,7 +18,9 @@ constexpr double kBin = 1e-3;
 Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool acg) {
     (void)acg;   // the i == j pairs need no special case: they fall in lag 0 like any other pair
     Stats s;
-    if (na == 0 || nb == 0) return s;
+    if (na <= 0 || nb <= 0) return s;
+    for (int64_t i = 1; i < na; ++i) KS_ASSERT(a[i] >= a[i - 1], "ccg_stats: first train not sorted");
+    for (int64_t j = 1; j < nb; ++j) KS_ASSERT(b[j] >= b[j - 1], "ccg_stats: second train not sorted");
     const double T = std::max(a[na - 1], b[nb - 1]) - std::min(a[0], b[0]);
     if (!(T > 0)) return s;
     const double window = kBins * kBin;
@@ -57,14 +59,21 @@ Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool a
     return s;
 }
 
-bool acg_refractory(const Stats& s, double acg_threshold) { return s.R12 < acg_threshold && s.Q12 < 0.2; }
+// A real correlogram with Q00 == 0 has lambda_i = 0 and so Q12 >= 0.5; with Q00 > 0 some shoulder bin
+// counts, so R00 or R01 > 0. All three zero is therefore only ever the no-correlogram result.
+bool undefined(const Stats& s) { return s.R00 == 0 && s.R01 == 0 && s.Q12 == 0; }
 
-bool ccg_refractory(const Stats& s, double ccg_threshold) { return s.R12 < ccg_threshold && s.Q12 < 0.05; }
+bool acg_refractory(const Stats& s, double acg_threshold) {
+    return !undefined(s) && s.R12 < acg_threshold && s.Q12 < 0.2;
+}
+
+bool ccg_refractory(const Stats& s, double ccg_threshold) {
+    return !undefined(s) && s.R12 < ccg_threshold && s.Q12 < 0.05;
+}
 
 bool split_vetoed_by_refractory(const double* a, int64_t na, const double* b, int64_t nb) {
-    if (na == 0 || nb == 0) return false;
     const Stats s = ccg_stats(a, na, b, nb, false);
-    return s.R12 < 0.25 && (s.Q12 < 0.05 || s.Q00 < 0.25);
+    return !undefined(s) && s.R12 < 0.25 && (s.Q12 < 0.05 || s.Q00 < 0.25);
 }
 
 std::vector<uint8_t> remove_duplicates(const int64_t* t, const int32_t* clu, int64_t n, int64_t dup_samples) {
@@ -98,7 +107,8 @@ void contamination(const int64_t* t, const int32_t* clu, int64_t n, int K, doubl
         auto& s = train[k];
         std::sort(s.begin(), s.end());
         if (s.size() <= 10 || s.back() == s.front()) continue;
-        const Stats st = ccg_stats(s.data(), static_cast<int64_t>(s.size()), s.data(), static_cast<int64_t>(s.size()), true);
+        const auto ns = static_cast<int64_t>(s.size());
+        const Stats st = ccg_stats(s.data(), ns, s.data(), ns, true);
         (*contam_pct)[k] = 100 * st.R12;
         (*good)[k] = acg_refractory(st, acg_threshold) ? 1 : 0;
     }

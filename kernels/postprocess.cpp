@@ -51,7 +51,10 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
     for (auto& t : train) std::sort(t.begin(), t.end());
     std::vector<char> is_ref(K, 0), alive(K, 1);
     for (int k = 0; k < K; ++k) {
+        // As Kilosort4's CCG.refract: only clusters with more than 10 spikes over a nonzero span can be
+        // refractory, hence absorb others.
         const auto& t = train[k];
+        if (t.size() <= 10 || t.back() == t.front()) continue;
         is_ref[k] = ccg::acg_refractory(ccg::ccg_stats(t.data(), static_cast<int64_t>(t.size()), t.data(),
                                                        static_cast<int64_t>(t.size()), true),
                                         p.acg_threshold);

@@ -1,13 +1,14 @@
 // Correlogram statistics (kernels/ccg.hpp) against an independent numpy computation of
-// kilosort4-algorithm.md §7.2 (all pairs, no sweep), and the rules built on them on trains whose
-// answer is known: refractory or not, shared refractory period or not, duplicates, contamination.
+// kilosort4-algorithm.md §7.2 (ccg_reference.py: all pairs, no sweep) and a closed form, and the rules
+// built on them on trains whose answer is known: refractory or not, shared refractory period or not,
+// duplicates, contamination, and the inputs that have no correlogram.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <random>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -17,164 +18,225 @@
 namespace {
 
 using ks::ccg::ccg_stats;
+using ks::ccg::Stats;
+using Train = std::vector<double>;
 
-// Poisson train at `rate` Hz over `dur` s with a dead time after each spike (0: plain Poisson).
-std::vector<double> train(double rate, double dur, double dead, std::mt19937_64& rng) {
+// Poisson train at `rate` Hz over [t0, t0 + dur) s with a dead time after each spike (0: plain Poisson).
+Train train(double rate, double dur, double dead, std::mt19937_64& rng, double t0 = 0) {
     std::exponential_distribution<double> e(rate);
-    std::vector<double> t;
-    double x = e(rng);
-    while (x < dur) {
+    Train t;
+    double x = t0 + e(rng);
+    while (x < t0 + dur) {
         t.push_back(x);
         x += dead + e(rng);
     }
     return t;
 }
 
-std::vector<double> merged(std::vector<double> a, const std::vector<double>& b) {
+Train merged(Train a, const Train& b) {
     a.insert(a.end(), b.begin(), b.end());
     std::sort(a.begin(), a.end());
     return a;
 }
 
-// §7.2 in numpy, from the doc's formulas: every pair, lag bins by rounding, shoulders and windows.
-const char* kReference = R"PY(
-import sys, math, numpy as np
-def stats(a, b):
-    T = max(a.max(), b.max()) - min(a.min(), b.min())
-    d = b[None, :] - a[:, None]                       # b_j - a_i
-    sel = (a[:, None] > b[None, :] - 0.5) & (a[:, None] <= b[None, :] + 0.5)
-    lag = np.round(d[sel] / 1e-3).astype(int)
-    K = np.bincount(lag + 500, minlength=1001)[:1001].astype(float)
-    E = lambda nbins: nbins * 1e-3 * len(a) * len(b) / T
-    S1 = np.r_[np.arange(-499, -250), np.arange(250, 500)] + 500
-    S2 = np.arange(-50, -10) + 500
-    S3 = np.arange(10, 50) + 500
-    R00 = K[S1].sum() / E(len(S1))
-    R01 = max(K[S2].sum() / E(40), K[S3].sum() / E(40))
-    Q00 = max(K[S2].mean(), K[S3].mean(), K[S1].mean())
-    K[500] = 0
-    R, Q = [], []
-    for i in range(1, 11):
-        w = K[500 - i:500 + i + 1].sum()
-        R.append(w / (2 * i * 1e-3 * len(a) * len(b) / T))
-        lam = i * Q00
-        Q.append(0.5 * (1 + math.erf((w / 2 - lam) / math.sqrt(2 * lam + 1e-10))))
-    return R00, R01, Q00, min(R) / (1e-10 + max(R00, R01)), min(Q)
-out = open(sys.argv[2], "w")
-for line in open(sys.argv[1]):
-    a_s, b_s = line.split("|")
-    a = np.array([float(x) for x in a_s.split()]); b = np.array([float(x) for x in b_s.split()])
-    out.write(" ".join("%.17g" % v for v in stats(a, b)) + "\n")
-)PY";
+Stats stats_of(const Train& a, const Train& b, bool acg) {
+    return ccg_stats(a.data(), static_cast<int64_t>(a.size()), b.data(), static_cast<int64_t>(b.size()), acg);
+}
+
+bool vetoed(const Train& a, const Train& b) {
+    return ks::ccg::split_vetoed_by_refractory(a.data(), static_cast<int64_t>(a.size()), b.data(),
+                                               static_cast<int64_t>(b.size()));
+}
+
+struct Case {
+    const char* name;
+    Train a, b;
+    bool acg;
+};
 
 TEST(Ccg, StatisticsMatchAnIndependentAllPairsComputation) {
     if (std::system(KS_PYTHON " -c 'import numpy' >/dev/null 2>&1") != 0) GTEST_SKIP() << KS_PYTHON << " has no numpy";
     std::mt19937_64 rng(7);
-    std::vector<std::pair<std::vector<double>, std::vector<double>>> cases;
-    const auto r1 = train(8, 120, 0.002, rng), r2 = train(5, 120, 0.002, rng), p1 = train(10, 120, 0, rng);
-    cases.emplace_back(r1, r1);                       // refractory ACG
-    cases.emplace_back(p1, p1);                       // Poisson ACG
-    cases.emplace_back(r1, r2);                       // two independent units
-    cases.emplace_back(merged(r1, train(1, 120, 0, rng)), merged(r1, train(1, 120, 0, rng)));  // contaminated
-    // Trains with exact 1 ms multiples and half-bin lags (rounding to even at the bin edges).
-    std::vector<double> g, h;
-    for (int i = 0; i < 2000; ++i) g.push_back(0.0125 * i);
-    for (int i = 0; i < 2000; ++i) h.push_back(0.0125 * i + 0.0005);
-    cases.emplace_back(g, h);
+    const Train r1 = train(8, 120, 0.002, rng), r2 = train(5, 120, 0.002, rng), p1 = train(10, 120, 0, rng);
+    const Train dirty = merged(r1, train(1.5, 120, 0, rng));
+    Train half_a, half_b;   // alternate spikes of one refractory train
+    for (size_t i = 0; i < r1.size(); ++i) (i % 2 ? half_b : half_a).push_back(r1[i]);
+    // Lags at exact 1 ms multiples and at half bins (numpy and nearbyint both round halves to even).
+    Train grid_a, grid_b;
+    for (int i = 0; i < 2000; ++i) grid_a.push_back(0.0125 * i);
+    for (int i = 0; i < 2000; ++i) grid_b.push_back(0.0125 * i + 0.0005);
+    std::vector<Case> cases = {
+        {"refractory ACG, 2 ms dead time", r1, r1, true},
+        {"Poisson ACG", p1, p1, true},
+        {"two independent refractory units", r1, r2, false},
+        {"refractory train contaminated by a Poisson one, ACG", dirty, dirty, true},
+        {"two halves sharing a refractory period", half_a, half_b, false},
+        {"partly overlapping spans, T over the union", train(6, 60, 0.002, rng), train(9, 60, 0.002, rng, 40), false},
+        {"half-bin lags", grid_a, grid_b, false},
+        {"empty train", {}, r1, false},
+        {"zero time span", {3.0, 3.0}, {3.0}, false},
+    };
     ks::test::TempDir dir;
     {
+        // 17 significant digits: Python's float() reads back the very same doubles.
         std::ofstream in(dir / "trains.txt");
         in.precision(17);
-        for (const auto& [a, b] : cases) {
-            for (double v : a) in << v << ' ';
+        for (const Case& c : cases) {
+            for (double v : c.a) in << v << ' ';
             in << '|';
-            for (double v : b) in << v << ' ';
+            for (double v : c.b) in << v << ' ';
             in << '\n';
         }
-        std::ofstream(dir / "ref.py") << kReference;
     }
-    ASSERT_EQ(std::system((std::string(KS_PYTHON) + " " + (dir / "ref.py") + " " + (dir / "trains.txt") + " " +
-                           (dir / "ref.txt")).c_str()),
-              0);
+    const std::string script = KS_FORMATS_DIR "/../tests/unit/kernels/ccg_reference.py";   // beside this file
+    const std::string cmd =
+        std::string(KS_PYTHON) + " " + script + " " + (dir / "trains.txt") + " " + (dir / "ref.txt");
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     std::ifstream ref(dir / "ref.txt");
-    for (size_t c = 0; c < cases.size(); ++c) {
-        // The trains as written (17 digits), so both sides see the same numbers.
-        std::vector<double> a, b;
-        {
-            std::ostringstream os;
-            os.precision(17);
-            for (double v : cases[c].first) os << v << ' ';
-            std::istringstream is(os.str());
-            for (double v; is >> v;) a.push_back(v);
-            std::ostringstream os2;
-            os2.precision(17);
-            for (double v : cases[c].second) os2 << v << ' ';
-            std::istringstream is2(os2.str());
-            for (double v; is2 >> v;) b.push_back(v);
-        }
-        const auto s = ccg_stats(a.data(), static_cast<int64_t>(a.size()), b.data(), static_cast<int64_t>(b.size()),
-                                 &cases[c].first == &cases[c].second);
+    for (const Case& c : cases) {
         double want[5];
-        for (double& w : want) ref >> w;
+        for (double& w : want) ASSERT_TRUE(ref >> w) << c.name;
+        const Stats s = stats_of(c.a, c.b, c.acg);
         const double got[5] = {s.R00, s.R01, s.Q00, s.R12, s.Q12};
-        for (int i = 0; i < 5; ++i) EXPECT_NEAR(got[i], want[i], 1e-9 * (1 + std::fabs(want[i]))) << "case " << c << " stat " << i;
+        const char* names[5] = {"R00", "R01", "Q00", "R12", "Q12"};
+        for (int i = 0; i < 5; ++i)
+            EXPECT_NEAR(got[i], want[i], 1e-9 * std::max(1e-3, std::fabs(want[i]))) << c.name << ": " << names[i];
     }
+    // The cases span the decisions, so agreement above covers both sides of each threshold.
+    EXPECT_TRUE(ks::ccg::acg_refractory(stats_of(r1, r1, true), 0.2));
+    EXPECT_FALSE(ks::ccg::acg_refractory(stats_of(p1, p1, true), 0.2));
+    EXPECT_FALSE(ks::ccg::acg_refractory(stats_of(dirty, dirty, true), 0.2));
+}
+
+// A regular train, one spike every 20 ms: the ACG is K[20k] = N - |k|, so every §7.2 sum has a closed form.
+TEST(Ccg, RegularTrainMatchesClosedForm) {
+    const int N = 30;
+    Train t;
+    for (int i = 0; i < N; ++i) t.push_back(0.02 * i);
+    const double T = t.back() - t.front(), pairs_per_s = static_cast<double>(N) * N / T;
+    // S1 holds k = ±13..±24, S2 and S3 hold k = ±1, ±2 (lags 20 and 40 ms); nothing lies in 1..10 ms.
+    const double far = 2.0 * (12 * N - (13 + 24) * 12 / 2), near = (N - 1) + (N - 2);
+    const double Q00 = std::max(near / 40, far / 499), lam = 10 * Q00;
+    const Stats s = stats_of(t, t, true);
+    EXPECT_NEAR(s.R00, far / (499 * 1e-3 * pairs_per_s), 1e-12);
+    EXPECT_NEAR(s.R01, near / (40 * 1e-3 * pairs_per_s), 1e-12);
+    EXPECT_NEAR(s.Q00, Q00, 1e-12);
+    EXPECT_EQ(s.R12, 0.0);
+    // With empty central windows Q_i falls with i, so the minimum is at i = 10.
+    EXPECT_NEAR(s.Q12, 0.5 * (1 + std::erf(-lam / std::sqrt(2 * lam + 1e-10))), 1e-15);
+    EXPECT_GT(s.Q12, 1e-6);
 }
 
 TEST(Ccg, RefractoryRulesOnKnownTrains) {
     std::mt19937_64 rng(3);
-    const auto r = train(10, 300, 0.003, rng), p = train(10, 300, 0, rng);
-    const auto sr = ccg_stats(r.data(), static_cast<int64_t>(r.size()), r.data(), static_cast<int64_t>(r.size()), true);
-    const auto sp = ccg_stats(p.data(), static_cast<int64_t>(p.size()), p.data(), static_cast<int64_t>(p.size()), true);
+    const Train r = train(10, 300, 0.003, rng), p = train(10, 300, 0, rng);
+    const Stats sr = stats_of(r, r, true), sp = stats_of(p, p, true);
     EXPECT_TRUE(ks::ccg::acg_refractory(sr, 0.2)) << sr.R12 << " " << sr.Q12;
+    EXPECT_TRUE(ks::ccg::acg_refractory(sr, 0.1)) << sr.R12 << " " << sr.Q12;
     EXPECT_FALSE(ks::ccg::acg_refractory(sp, 0.2)) << sp.R12 << " " << sp.Q12;
+    EXPECT_LT(sr.R12, 0.05);         // a dead time longer than the 1..10 ms windows' first bins
     EXPECT_NEAR(sp.R12, 1.0, 0.3);   // Poisson: as many near-zero lags as the baseline predicts
-    // The two halves of one refractory train (alternate spikes) share its refractory period.
-    std::vector<double> a, b;
+    EXPECT_NEAR(sp.R00, 1.0, 0.1);
+    // The two halves of one refractory train (alternate spikes) share its refractory period: a merge
+    // pair, and a split the veto blocks.
+    Train a, b;
     for (size_t i = 0; i < r.size(); ++i) (i % 2 ? b : a).push_back(r[i]);
-    const auto sab = ccg_stats(a.data(), static_cast<int64_t>(a.size()), b.data(), static_cast<int64_t>(b.size()), false);
+    const Stats sab = stats_of(a, b, false);
     EXPECT_TRUE(ks::ccg::ccg_refractory(sab, 0.25)) << sab.R12 << " " << sab.Q12;
-    EXPECT_TRUE(ks::ccg::split_vetoed_by_refractory(a.data(), static_cast<int64_t>(a.size()), b.data(),
-                                                    static_cast<int64_t>(b.size())));
+    EXPECT_TRUE(vetoed(a, b));
     // Two independent refractory units do not.
-    const auto r2 = train(10, 300, 0.003, rng);
-    const auto s12 = ccg_stats(r.data(), static_cast<int64_t>(r.size()), r2.data(), static_cast<int64_t>(r2.size()), false);
+    const Train r2 = train(10, 300, 0.003, rng);
+    const Stats s12 = stats_of(r, r2, false);
     EXPECT_FALSE(ks::ccg::ccg_refractory(s12, 0.25)) << s12.R12 << " " << s12.Q12;
-    EXPECT_FALSE(ks::ccg::split_vetoed_by_refractory(r.data(), static_cast<int64_t>(r.size()), r2.data(),
-                                                     static_cast<int64_t>(r2.size())));
-    // Empty input or no time span: zeros, never refractory for a split.
-    const auto s0 = ccg_stats(r.data(), 0, r.data(), 0, true);
-    EXPECT_EQ(s0.R12, 0.0);
-    EXPECT_FALSE(ks::ccg::split_vetoed_by_refractory(r.data(), 0, r2.data(), static_cast<int64_t>(r2.size())));
+    EXPECT_FALSE(vetoed(r, r2));
+    // The veto's "or Q00 < 0.25": sparse trains whose shoulders average under 0.25 pairs per bin are
+    // kept whole on R12 alone. One spike a second against the same 300 ms later: K[300] = 100 is the
+    // only filled bin, so Q00 = 100/499, R12 = 0, and Q12 = ½ erfc(√(5 Q00)) ≈ 0.08 misses the merge rule.
+    Train sparse, late;
+    for (int i = 0; i < 100; ++i) {
+        sparse.push_back(i);
+        late.push_back(i + 0.3);
+    }
+    const Stats ss = stats_of(sparse, late, false);
+    EXPECT_NEAR(ss.Q00, 100.0 / 499, 1e-12);
+    EXPECT_EQ(ss.R12, 0.0);
+    EXPECT_NEAR(ss.Q12, 0.5 * std::erfc(std::sqrt(5 * 100.0 / 499)), 1e-6);
+    EXPECT_FALSE(ks::ccg::ccg_refractory(ss, 0.25));
+    EXPECT_TRUE(vetoed(sparse, late));
+}
+
+TEST(Ccg, NoCorrelogramIsNeverRefractory) {
+    const Train r = {0.1, 0.2, 0.5, 1.0};
+    const Train same = {2.0, 2.0, 2.0};
+    for (const Stats& s : {stats_of({}, r, false), stats_of(r, {}, false), stats_of({}, {}, true),
+                           stats_of(same, same, true), stats_of(same, {2.0}, false)}) {
+        EXPECT_EQ(s.R00, 0.0);
+        EXPECT_EQ(s.R01, 0.0);
+        EXPECT_EQ(s.Q00, 0.0);
+        EXPECT_EQ(s.R12, 0.0);
+        EXPECT_EQ(s.Q12, 0.0);
+        EXPECT_TRUE(ks::ccg::undefined(s));
+        EXPECT_FALSE(ks::ccg::acg_refractory(s, 0.2));
+        EXPECT_FALSE(ks::ccg::ccg_refractory(s, 0.25));
+    }
+    EXPECT_FALSE(vetoed({}, r));
+    EXPECT_FALSE(vetoed(r, {}));
+    EXPECT_FALSE(vetoed(same, {2.0}));
+    // Two spikes 1 s apart: a real (empty) correlogram, Q00 = 0 so Q12 = 0.5, not undefined.
+    const Stats far = stats_of({0.0, 1.0}, {0.0, 1.0}, true);
+    EXPECT_FALSE(ks::ccg::undefined(far));
+    EXPECT_EQ(far.Q12, 0.5);
+}
+
+TEST(Ccg, UnsortedTrainIsABug) {
+    const Train bad = {0.3, 0.1, 0.2}, ok = {0.1, 0.2};
+    EXPECT_EQ(ks::test::exit_code_of([&] { stats_of(bad, ok, false); }), ks::Exit::internal);
+    EXPECT_EQ(ks::test::exit_code_of([&] { stats_of(ok, bad, false); }), ks::Exit::internal);
 }
 
 TEST(Ccg, DuplicatesAreRemovedWithinAClusterOnly) {
     //                     t:   0  3  7  8  14 20 21 22
     const std::vector<int64_t> t = {0, 3, 7, 8, 14, 20, 21, 22};
     const std::vector<int32_t> c = {0, 0, 0, 1, 0, 1, 1, 0};
-    // dup 7: cluster 0 keeps 0, drops 3 (3 < 7), keeps 7 (7 - 0 >= 7), keeps 14, keeps 22; cluster 1 keeps
-    // 8, keeps 20, drops 21.
+    // dup 7 (0.25 ms at 30 kHz, §7.4): cluster 0 keeps 0, drops 3 (3 < 7), keeps 7 (7 - 0 >= 7), keeps 14,
+    // keeps 22; cluster 1 keeps 8, keeps 20, drops 21.
     EXPECT_EQ(ks::ccg::remove_duplicates(t.data(), c.data(), 8, 7), (std::vector<uint8_t>{1, 0, 1, 1, 1, 1, 0, 1}));
     EXPECT_EQ(ks::ccg::remove_duplicates(t.data(), c.data(), 8, 0), std::vector<uint8_t>(8, 1));
+    EXPECT_EQ(ks::ccg::remove_duplicates(t.data(), c.data(), 8, -1), std::vector<uint8_t>(8, 1));
     // Measured from the last KEPT spike: 0, 4, 8 with dup 5 keeps 0 and 8 (8 - 0 >= 5), drops 4.
     const std::vector<int64_t> t2 = {0, 4, 8};
     const std::vector<int32_t> c2 = {0, 0, 0};
     EXPECT_EQ(ks::ccg::remove_duplicates(t2.data(), c2.data(), 3, 5), (std::vector<uint8_t>{1, 0, 1}));
+    // Same-time spikes: the later one in the list is the duplicate in its own cluster, not across clusters.
+    const std::vector<int64_t> t3 = {100, 100, 100, 106, 107};
+    const std::vector<int32_t> c3 = {2, 0, 2, 0, 0};
+    EXPECT_EQ(ks::ccg::remove_duplicates(t3.data(), c3.data(), 5, 7), (std::vector<uint8_t>{1, 1, 0, 0, 1}));
+    EXPECT_TRUE(ks::ccg::remove_duplicates(t3.data(), c3.data(), 0, 7).empty());
 }
 
 TEST(Ccg, ContaminationAndGoodLabel) {
     std::mt19937_64 rng(5);
     const double fs = 30000;
-    const auto r = train(10, 200, 0.003, rng), p = train(10, 200, 0, rng);
+    const Train r = train(10, 200, 0.003, rng), p = train(10, 200, 0, rng);
     std::vector<int64_t> t;
     std::vector<int32_t> c;
+    // Cluster 1's spikes come after cluster 0's: the times need not be in order across clusters.
     for (double v : r) { t.push_back(static_cast<int64_t>(v * fs)); c.push_back(0); }
     for (double v : p) { t.push_back(static_cast<int64_t>(v * fs)); c.push_back(1); }
     for (int i = 0; i < 10; ++i) { t.push_back(1000 * i); c.push_back(2); }   // 10 spikes: too few
+    for (int i = 0; i < 11; ++i) { t.push_back(5000); c.push_back(4); }       // 11 spikes, zero span
     std::vector<double> pct;
     std::vector<uint8_t> good;
-    ks::ccg::contamination(t.data(), c.data(), static_cast<int64_t>(t.size()), 4, fs, 0.2, &pct, &good);
-    ASSERT_EQ(pct.size(), 4u);
+    ks::ccg::contamination(t.data(), c.data(), static_cast<int64_t>(t.size()), 5, fs, 0.2, &pct, &good);
+    ASSERT_EQ(pct.size(), 5u);
+    ASSERT_EQ(good.size(), 5u);
+    // Cluster 0 and 1: 100 R12 of their own ACG in seconds.
+    for (int k = 0; k < 2; ++k) {
+        Train s;
+        for (size_t i = 0; i < t.size(); ++i)
+            if (c[i] == k) s.push_back(static_cast<double>(t[i]) / fs);
+        EXPECT_DOUBLE_EQ(pct[k], 100 * stats_of(s, s, true).R12) << k;
+    }
     EXPECT_TRUE(good[0]);
     EXPECT_LT(pct[0], 5);
     EXPECT_FALSE(good[1]);
@@ -183,6 +245,18 @@ TEST(Ccg, ContaminationAndGoodLabel) {
     EXPECT_EQ(pct[2], 0.0);
     EXPECT_FALSE(good[3]);   // no spikes at all
     EXPECT_EQ(pct[3], 0.0);
+    EXPECT_FALSE(good[4]);
+    EXPECT_EQ(pct[4], 0.0);
+    // The "more than 10 spikes" boundary: a train firing every 40 ms (1200 samples) is refractory
+    // (R12 = 0, Q00 = (n-1)/40, Q12 = ½ erfc(√(5 Q00)) < 0.2) once it has 11 spikes; with 10 it is not judged.
+    for (int n : {10, 11}) {
+        std::vector<int64_t> tn;
+        for (int i = 0; i < n; ++i) tn.push_back(1200 * i);
+        const std::vector<int32_t> cn(n, 0);
+        ks::ccg::contamination(tn.data(), cn.data(), n, 1, fs, 0.2, &pct, &good);
+        EXPECT_EQ(pct[0], 0.0) << n;
+        EXPECT_EQ(good[0], n == 11 ? 1 : 0) << n;
+    }
 }
 
 }  // namespace

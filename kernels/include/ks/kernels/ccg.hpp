@@ -14,22 +14,33 @@ struct Stats {
 
 // a, b: spike times in seconds, sorted ascending (for an autocorrelogram pass the same train twice and
 // acg = true; the i == j pairs then count at lag 0 as §7.2 says). Time O(na + nb + pairs within ±0.5 s).
-// An empty train or a zero time span: all statistics 0.
-Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool acg);
+// An empty train or a zero time span has no correlogram: all statistics 0 (a state no real pair of
+// trains reaches, since Q00 == 0 forces Q12 >= 0.5), and the rules below never call it refractory.
+// A train out of order is a caller's bug: KS_ASSERT (Exit::internal).
+[[nodiscard]] Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool acg);
 
-bool acg_refractory(const Stats& s, double acg_threshold);   // R12 < acg_threshold and Q12 < 0.2
-bool ccg_refractory(const Stats& s, double ccg_threshold);   // R12 < ccg_threshold and Q12 < 0.05
+// True when s is the all-zero result of an empty train or a zero time span.
+[[nodiscard]] bool undefined(const Stats& s);
+
+// §7.2's decisions; both false for undefined statistics (Kilosort4 never calls those refractory).
+[[nodiscard]] bool acg_refractory(const Stats& s, double acg_threshold);   // R12 < acg_threshold and Q12 < 0.2
+[[nodiscard]] bool ccg_refractory(const Stats& s, double ccg_threshold);   // R12 < ccg_threshold and Q12 < 0.05
 
 // §5.7's intended veto in the final clustering: true when the two sides of a split share a refractory
-// period (R12 < 0.25 and (Q12 < 0.05 or Q00 < 0.25)), i.e. the split must not happen. Empty side: false.
-bool split_vetoed_by_refractory(const double* a, int64_t na, const double* b, int64_t nb);
+// period (R12 < 0.25 and (Q12 < 0.05 or Q00 < 0.25)), i.e. the split must not happen. An empty side or a
+// zero time span: false, as the intended empty-input guard says.
+[[nodiscard]] bool split_vetoed_by_refractory(const double* a, int64_t na, const double* b, int64_t nb);
 
-// §7.4: t (samples, ascending), clu; a spike is dropped when it lies fewer than dup_samples after the last
-// kept spike of its own cluster. dup_samples <= 0 keeps all. Returns 1 = kept.
-std::vector<uint8_t> remove_duplicates(const int64_t* t, const int32_t* clu, int64_t n, int64_t dup_samples);
+// §7.4: t (samples, ascending, ties in any order), clu (>= 0); a spike is dropped when it lies fewer than
+// dup_samples after the last kept spike of its own cluster. dup_samples <= 0 keeps all. Returns 1 = kept.
+// Unsorted t or a negative clu: KS_ASSERT.
+[[nodiscard]] std::vector<uint8_t> remove_duplicates(const int64_t* t, const int32_t* clu, int64_t n,
+                                                   int64_t dup_samples);
 
 // §7.5 for clusters 0..K-1: contam_pct[k] = 100 R12 of the cluster's ACG and good[k] = acg_refractory;
-// clusters with <= 10 spikes or a zero time span: 0 and not good. t in samples (any order), fs in Hz.
+// clusters with <= 10 spikes or a zero time span: 0 and not good. t in samples (any order), fs in Hz;
+// clu outside 0..K-1: KS_ASSERT.
+// good is also Kilosort4's is_ref for §7.3's merges (CCG.refract applies the same guard).
 void contamination(const int64_t* t, const int32_t* clu, int64_t n, int K, double fs, double acg_threshold,
                    std::vector<double>* contam_pct, std::vector<uint8_t>* good);
 
