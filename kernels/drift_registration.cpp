@@ -244,7 +244,11 @@ MotionEstimate register_fingerprints(const std::vector<double>& F, int nb, const
                 const double* g = G.data() + static_cast<size_t>(b) * ny * A;
                 double best = -INFINITY;
                 int best_s = 0;
-                for (int s = -kRigidMaxShiftBins; s <= kRigidMaxShiftBins; ++s) {
+                // On a short probe (fewer than 2x15 + 1 depth bins) a circular roll by more than half the
+                // bins is the same as one the other way: keep the search within that, so the shifts cannot
+                // run around the probe (Kilosort4 would report hundreds of µm on a 4-channel probe).
+                const int max_s = std::min(kRigidMaxShiftBins, (ny - 1) / 2);
+                for (int s = -max_s; s <= max_s; ++s) {
                     double sc = 0;
                     for (int i = 0; i < ny; ++i) {
                         const double* gr = g + static_cast<size_t>(mod(i - cum[b] - s, ny)) * A;
@@ -258,6 +262,9 @@ MotionEstimate register_fingerprints(const std::vector<double>& F, int nb, const
                     }
                 }
                 cum[b] += best_s;
+                // The same circular roll, expressed as the shift of least size (no change on a long probe:
+                // 9 iterations x 15 bins stay below half its bins).
+                if (2 * std::abs(cum[b]) > ny) cum[b] = mod(cum[b] + ny / 2, ny) - ny / 2;
             }
         }
         std::fill(F0.begin(), F0.end(), 0.0);

@@ -160,6 +160,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     j.key("batch_size").value(p.batch_size);
     j.key("n_spikes").value(sum.n_spikes);
     j.key("n_clips").value(sum.n_clips);
+    j.key("templates").value(tmpl.predefined ? "predefined" : "learned");
     j.key("n_pos").value(grid.n_pos);
     j.key("dmin_um").value(grid.dmin_um);
     j.key("nearest_chans").value(nC);

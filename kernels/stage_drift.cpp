@@ -276,6 +276,7 @@ Summary run(const std::string& work_dir, const StageParams& p, const Device& dev
     j.key("drift_smoothing").value(std::vector<double>(p.reg.drift_smoothing.begin(), p.reg.drift_smoothing.end()));
     j.key("sig_interp").value(p.sig_interp_um);
     j.key("n_clips").value(sum.n_clips);
+    j.key("templates").value(tmpl.wtemp.empty() ? "none" : (tmpl.predefined ? "predefined" : "learned"));
     j.key("n_spikes").value(sum.n_spikes);
     j.key("reference_batch").value(m.reference_batch);
     j.key("n_spikes_binned").value(m.n_spikes_binned);

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "ks/error.hpp"
+#include "ks/log.hpp"
 
 namespace ks {
 
@@ -55,6 +56,7 @@ UniversalTemplates predefined_universal_templates(const UniversalParams& p) {
                 }
     UniversalTemplates t;
     t.n_clips = 0;   // none from the data
+    t.predefined = true;
     if (n < std::max(p.n_templates, p.n_pcs))
         throw Error(Exit::usage, "settings n_templates / n_pcs: at most " + std::to_string(n) +
                                      " with templates_from_data = false (the predefined shapes)");
@@ -82,7 +84,17 @@ UniversalTemplates learn_universal_templates(const WhitenedBatches& wb, const Un
     progress.finish();
     UniversalTemplates t;
     t.n_clips = collector.n_clips();
-    if (t.n_clips < std::max(p.n_templates, p.n_pcs)) return t;
+    if (t.n_clips < std::max(p.n_templates, p.n_pcs)) {
+        // Too few isolated spikes to learn from (a short file, few channels, a quiet recording):
+        // Kilosort4 stops here; the predefined shapes still let the recording be sorted.
+        log::warn("only %lld isolated spike waveforms above Th_single_ch = %g to learn the universal templates "
+                  "from: using the predefined shapes (as templates_from_data = false)",
+                  static_cast<long long>(t.n_clips), static_cast<double>(p.Th_single_ch));
+        UniversalTemplates pre = predefined_universal_templates(p);
+        pre.n_clips = t.n_clips;
+        pre.predefined = true;
+        return pre;
+    }
     t.wpca = kernels::universal_wpca(collector.clips(), p.nt, p.n_pcs);
     t.wtemp = kernels::universal_wtemp(collector.clips(), p.nt, p.n_templates);
     return t;

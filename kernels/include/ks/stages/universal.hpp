@@ -30,10 +30,11 @@ struct UniversalTemplates {
     std::vector<float> wtemp;   // n_templates x nt; empty when too few clips
     std::vector<float> wpca;    // n_pcs x nt
     int64_t n_clips = 0;
+    bool predefined = false;    // the predefined shapes (asked for, or too few clips to learn from)
 };
 
 // Clips from whitened batches 0, 25, 50, ... (as Kilosort4), then wPCA and wTEMP (k-means, seed 1).
-// Too few clips (fewer than max(n_templates, n_pcs)) leaves wtemp and wpca empty.
+// Too few clips (fewer than max(n_templates, n_pcs)): a warning, and the predefined shapes.
 // templates_from_data = false: predefined_universal_templates(p), no data read.
 // Kilosort4's templates_from_data = false with our own shapes (Kilosort4's file is not ours to ship):
 // a fixed family of 160 spike shapes (trough at nt0min, widths, repolarisation lobes) reduced to wTEMP
