@@ -246,7 +246,7 @@ MotionEstimate register_fingerprints(const std::vector<double>& F, int nb, const
                 int best_s = 0;
                 // On a short probe (fewer than 2x15 + 1 depth bins) a circular roll by more than half the
                 // bins is the same as one the other way: keep the search within that, so the shifts cannot
-                // run around the probe (Kilosort4 would report hundreds of µm on a 4-channel probe).
+                // run around the probe (the unbounded rule reported -630 µm on a 4-channel probe).
                 const int max_s = std::min(kRigidMaxShiftBins, (ny - 1) / 2);
                 for (int s = -max_s; s <= max_s; ++s) {
                     double sc = 0;
