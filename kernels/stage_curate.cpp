@@ -34,6 +34,9 @@ Criteria Criteria::from(const Settings& s) {
     c.max_std_norm = opt("max_std_norm");
     c.min_presence = opt("min_presence");
     c.max_amplitude_cutoff = opt("max_amplitude_cutoff");
+    c.dist_um = opt("dist_um");
+    c.merge_cosine = s.get_float("merge_cosine");
+    c.merge_max_isi = s.get_float("merge_max_isi");
     return c;
 }
 
@@ -167,6 +170,122 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
         if (clu[i] < 0 || clu[i] >= K) throw Error(Exit::usage, fdir + "/spike_clusters.npy: a unit outside templates_pc.npy's");
         spikes[clu[i]].push_back(i);
     }
+    // SpikeLab's duplicate merge (when dist_um is set): lab[i] = the unit spike i ends in, -1 = dropped
+    // as a duplicate of the unit it merged into; merged_into[k] = k, or the unit k went into.
+    std::vector<int32_t> lab(clu), merged_into(K);
+    std::iota(merged_into.begin(), merged_into.end(), 0);
+    JsonWriter merges(0);
+    merges.begin_array();
+    int n_merges = 0;
+    if (!std::isnan(cr.dist_um)) {
+        const NpyArray T_a = read_npy_checked(fdir + "/templates.npy", Dtype::float32, 3);
+        const std::vector<float> tw = T_a.as<float>();
+        const int ntw = static_cast<int>(T_a.shape[1]);
+        std::vector<double> ux(K), uy(K);
+        for (int k = 0; k < K; ++k) {
+            std::vector<double> xs, ys;
+            for (int64_t i : spikes[k]) {
+                xs.push_back(pos[2 * i]);
+                ys.push_back(pos[2 * i + 1]);
+            }
+            ux[k] = median(xs);
+            uy[k] = median(ys);
+        }
+        // Cosine of two units' mean (whitened) waveforms over all channels, best over lags of +-10 samples.
+        auto cosine = [&](int a, int b) {
+            const float* wa = tw.data() + static_cast<size_t>(a) * ntw * C;
+            const float* wb = tw.data() + static_cast<size_t>(b) * ntw * C;
+            double na = 0, nb = 0;
+            for (size_t i = 0; i < static_cast<size_t>(ntw) * C; ++i) {
+                na += static_cast<double>(wa[i]) * wa[i];
+                nb += static_cast<double>(wb[i]) * wb[i];
+            }
+            if (!(na > 0 && nb > 0)) return 0.0;
+            double best = -1;
+            for (int l = -10; l <= 10; ++l) {
+                double d = 0;
+                for (int u = std::max(0, -l); u < std::min(ntw, ntw - l); ++u)
+                    for (int c = 0; c < C; ++c)
+                        d += static_cast<double>(wa[static_cast<size_t>(u) * C + c]) * wb[static_cast<size_t>(u + l) * C + c];
+                best = std::max(best, d / std::sqrt(na * nb));
+            }
+            return best;
+        };
+        struct Pair {
+            double cos, dist;
+            int a, b;
+        };
+        std::vector<Pair> pairs;
+        for (int a = 0; a < K; ++a)
+            for (int b = a + 1; b < K; ++b) {
+                const double d = std::hypot(ux[a] - ux[b], uy[a] - uy[b]);
+                if (!(d <= cr.dist_um)) continue;
+                const double c = cosine(a, b);
+                if (c >= cr.merge_cosine) pairs.push_back({c, d, a, b});
+            }
+        std::stable_sort(pairs.begin(), pairs.end(), [](const Pair& x, const Pair& y) { return x.cos > y.cos; });
+        const double thr_s = cr.threshold_ms / 1000.0;
+        const auto dup = static_cast<int64_t>(0.4e-3 * fs_hz);   // SpikeLab drops spikes within 0.4 ms
+        std::vector<std::vector<int64_t>> members = spikes;   // spike indices, time order
+        auto isi_frac = [&](const std::vector<int64_t>& m) {
+            std::vector<double> ts;
+            for (int64_t i : m) ts.push_back(static_cast<double>(t[i]) / fs_hz);
+            double r, f;
+            isi_violations(ts, T, thr_s, &r, &f);
+            return f;
+        };
+        auto root = [&](int k) {
+            while (merged_into[k] != k) k = merged_into[k];
+            return k;
+        };
+        for (const Pair& pr : pairs) {
+            const int ra = root(pr.a), rb = root(pr.b);
+            if (ra == rb) continue;
+            const double fa = isi_frac(members[ra]), fb = isi_frac(members[rb]);
+            merges.begin_object();
+            merges.key("units").begin_array().value(ra).value(rb).end_array();
+            merges.key("cosine").value(pr.cos);
+            merges.key("distance_um").value(pr.dist);
+            merges.key("isi_fraction_before").begin_array().value(fa).value(fb).end_array();
+            const char* verdict = "merged";
+            std::vector<int64_t> m;
+            double fm = kNaN;
+            if (fa > cr.merge_max_isi || fb > cr.merge_max_isi) {
+                verdict = "rejected: a unit's ISI-violation fraction is above merge_max_isi";
+            } else {
+                std::merge(members[ra].begin(), members[ra].end(), members[rb].begin(), members[rb].end(),
+                           std::back_inserter(m), [&](int64_t x, int64_t y) { return t[x] < t[y]; });
+                std::vector<int64_t> kept_m;
+                for (int64_t i : m)
+                    if (kept_m.empty() || t[i] - t[kept_m.back()] >= dup) kept_m.push_back(i);
+                m.swap(kept_m);
+                fm = isi_frac(m);
+                merges.key("isi_fraction_after").value(fm);
+                if (fm > std::max(fa, fb) + cr.merge_max_isi)
+                    verdict = "rejected: the merge raises the ISI-violation fraction by more than merge_max_isi";
+            }
+            merges.key("result").value(verdict);
+            if (m.empty() || std::string(verdict) != "merged") {
+                merges.end_object();
+                continue;
+            }
+            const bool a_keeps = members[ra].size() > members[rb].size() ||
+                                 (members[ra].size() == members[rb].size() && ra < rb);
+            const int keep = a_keeps ? ra : rb, gone = a_keeps ? rb : ra;
+            merges.key("kept").value(keep);
+            merges.key("absorbed").value(gone);
+            merges.end_object();
+            members[keep].swap(m);
+            members[gone].clear();
+            merged_into[gone] = keep;
+            ++n_merges;
+        }
+        std::fill(lab.begin(), lab.end(), -1);
+        for (int k = 0; k < K; ++k)
+            for (int64_t i : members[k]) lab[i] = k;
+        spikes.swap(members);
+    }
+    merges.end_array();
     const int nch = std::min(kChans, C);
     std::vector<int> cand(static_cast<size_t>(K) * nch);
     for (int k = 0; k < K; ++k) {
@@ -198,8 +317,8 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
             x.resize(static_cast<size_t>(C) * len);
             rec.read(b0, len, x.data());
             for (; i < N && t[i] < s1; ++i) {
-                if (t[i] < s0) continue;
-                const int k = clu[i];
+                if (t[i] < s0 || lab[i] < 0) continue;
+                const int k = lab[i];
                 const int* ch = cand.data() + static_cast<size_t>(k) * nch;
                 amp[i] = -x[static_cast<size_t>(ch[0]) * len + (t[i] - b0)];
                 if (!use_wave[i]) continue;
@@ -268,11 +387,29 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
         if (std::isnan(c.threshold)) hist.null(); else hist.value(c.threshold);
     }
     hist.key("threshold_ms").value(cr.threshold_ms);
+    hist.key("dist_um");
+    if (std::isnan(cr.dist_um)) hist.null(); else hist.value(cr.dist_um);
+    hist.key("merge_cosine").value(cr.merge_cosine);
+    hist.key("merge_max_isi").value(cr.merge_max_isi);
     hist.end_object();
+    hist.key("merges").raw(merges.str());
     hist.key("units").begin_array();
     int n_kept = 0;
     for (int k = 0; k < K; ++k) {
         double* m = met.data() + static_cast<size_t>(k) * M;
+        if (merged_into[k] != k) {
+            int r = k;
+            while (merged_into[r] != r) r = merged_into[r];
+            m[0] = 0;   // n_spikes: its spikes are now the other unit's
+            hist.begin_object();
+            hist.key("unit").value(k);
+            hist.key("kept").value(false);
+            hist.key("removed_by").value("merge");
+            hist.key("merged_into").value(r);
+            hist.end_object();
+            kept[k] = 0;
+            continue;
+        }
         std::vector<double> ts;
         ts.reserve(spikes[k].size());
         for (int64_t i : spikes[k]) ts.push_back(static_cast<double>(t[i]) / fs_hz);
@@ -374,7 +511,7 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
         for (const auto& n : names) tsv += "\t" + n;
         tsv += "\n";
         for (int k = 0; k < K; ++k) {
-            tsv += std::to_string(k) + "\t" + ks[k] + "\t" + (kept[k] ? "pass" : "fail");
+            tsv += std::to_string(k) + "\t" + ks[k] + "\t" + (merged_into[k] != k ? "merged" : kept[k] ? "pass" : "fail");
             for (size_t j = 0; j < M; ++j) tsv += "\t" + fmt(met[static_cast<size_t>(k) * M + j]);
             tsv += "\n";
         }
@@ -386,9 +523,9 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
         std::vector<int64_t> ct;
         std::vector<int32_t> cc;
         for (int64_t i = 0; i < N; ++i)
-            if (kept[clu[i]]) {
+            if (lab[i] >= 0 && kept[lab[i]]) {
                 ct.push_back(t[i]);
-                cc.push_back(clu[i]);
+                cc.push_back(lab[i]);
             }
         write_npy(dir + "/spike_times.npy", {static_cast<int64_t>(ct.size())}, ct.data());
         write_npy(dir + "/spike_clusters.npy", {static_cast<int64_t>(cc.size())}, cc.data());
@@ -409,6 +546,7 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
     j.key("version").value(1);
     j.key("n_units").value(K);
     j.key("n_kept").value(n_kept);
+    j.key("n_merges").value(n_merges);
     j.key("amplitude_unit").value(std::isnan(uvpb) ? "recording units" : "uV");
     j.key("metrics").begin_array();
     for (const auto& n : names) j.value(n);

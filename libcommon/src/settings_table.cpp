@@ -171,6 +171,12 @@ std::vector<SettingSpec> build_table() {
              "Curation: remove units present in a smaller fraction of 60-s bins (None: not applied)."));
     own(spec("max_amplitude_cutoff", T::Float, none(), 0, 0.5, {}, "", "curate",
              "Curation: remove units missing more of their amplitude distribution (None: not applied)."));
+    own(spec("dist_um", T::Float, none(), 0, kInf, {}, "", "curate",
+             "Curation: merge duplicate units closer than this (µm) with similar waveforms (None: no merging)."));
+    own(spec("merge_cosine", T::Float, fv(0.9), -1, 1, {}, "", "curate",
+             "Curation: waveform cosine similarity at or above which nearby units may merge."));
+    own(spec("merge_max_isi", T::Float, fv(0.04), 0, 1, {}, "", "curate",
+             "Curation: ISI-violation fraction bound for merging (each unit, and the rise a merge may cause)."));
     return t;
 }
 

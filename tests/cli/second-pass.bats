@@ -252,3 +252,32 @@ PY
   assert_failure 2
   assert_output --partial "ks-cluster --work w5 --final"
 }
+
+@test "ks-curate's duplicate merge (dist_um) follows its rules and says what it merged" {
+  cp -r "$W" wm
+  run -0 "$KS_BIN_DIR/ks-curate" --work wm -q --set dist_um=60 --set merge_cosine=0.8
+  run "$PY" - wm <<'PY'
+import sys, json, numpy as np
+w = sys.argv[1]
+h = json.load(open(w + "/curate/curation.json"))
+assert h["criteria"]["dist_um"] == 60 and h["criteria"]["merge_cosine"] == 0.8
+cc = np.load(w + "/curate/spike_clusters.npy"); ct = np.load(w + "/curate/spike_times.npy")
+rows = [l.rstrip("\n").split("\t") for l in open(w + "/curate/metrics.tsv")][1:]
+absorbed = {m["absorbed"]: m["kept"] for m in h["merges"] if m["result"] == "merged"}
+assert len(absorbed) == json.load(open(w + "/curate/curate.json"))["extra"]["n_merges"]
+for m in h["merges"]:
+    assert m["distance_um"] <= 60 and m["cosine"] >= 0.8
+    if m["result"] == "merged":
+        assert max(m["isi_fraction_before"]) <= 0.04 and m["isi_fraction_after"] <= max(m["isi_fraction_before"]) + 0.04
+for k, into in absorbed.items():
+    assert rows[k][2] == "merged" and k not in set(cc)
+    u = [x for x in h["units"] if x["unit"] == k][0]
+    assert u["removed_by"] == "merge" and not u["kept"]
+# no two spikes of a unit within 0.4 ms after merging
+for k in np.unique(cc):
+    d = np.diff(np.sort(ct[cc == k]))
+    assert d.size == 0 or d.min() >= 12 or k not in absorbed.values(), (k, d.min())
+print("merges", len(absorbed))
+PY
+  assert_success
+}

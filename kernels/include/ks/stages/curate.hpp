@@ -15,6 +15,11 @@ struct Criteria {
     double threshold_ms = 1.5;
     // NaN = not applied.
     double min_spikes, min_rate_hz, isi_max, min_snr, max_std_norm, min_presence, max_amplitude_cutoff;
+    // SpikeLab's duplicate merge: units within dist_um (NaN = no merging) whose mean waveforms have a
+    // cosine >= merge_cosine (best lag within +-10 samples), both with an ISI-violation fraction <=
+    // merge_max_isi, merged greedily by decreasing cosine unless the merged fraction rises by more than
+    // merge_max_isi; the larger unit keeps its id; spikes within 0.4 ms of a kept one are dropped.
+    double dist_um, merge_cosine = 0.9, merge_max_isi = 0.04;
     static Criteria from(const Settings& settings);
 };
 
