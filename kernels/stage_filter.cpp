@@ -621,7 +621,14 @@ Summary run(const Inputs& in, Settings& settings, const Device& dev, const RunOp
     if (meta.uv_per_bit && settings.is_none("scale")) j.value(*meta.uv_per_bit);
     else j.null();
     j.key("source").begin_object();
-    j.key("path").value(from_stdin ? std::string("-") : in.rec).key("dtype").value(dtype_name(src->dtype));
+    // Absolute, so that later tools (ks-phy's params.py) find the recording from anywhere.
+    std::string rec_path = in.rec;
+    if (!from_stdin) {
+        std::error_code ec;
+        const std::filesystem::path a = std::filesystem::absolute(in.rec, ec);
+        if (!ec) rec_path = a.lexically_normal().string();
+    }
+    j.key("path").value(from_stdin ? std::string("-") : rec_path).key("dtype").value(dtype_name(src->dtype));
     j.key("n_chan_bin").value(src->n_chan_bin).end_object();
     j.key("probe").begin_object();
     j.key("chanMap").value(std::vector<int64_t>(probe.chanMap.begin(), probe.chanMap.end()));
