@@ -110,19 +110,6 @@ struct FinalRecord {
     int nt = 61, nt0min = 20;
 };
 
-void check_record(const std::string& record) {
-    simdjson::dom::parser parser;
-    simdjson::padded_string text;
-    simdjson::dom::element root;
-    std::string_view format, mode;
-    int64_t version = 0;
-    if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) ||
-        root["extra"]["format"].get_string().get(format) || root["extra"]["version"].get_int64().get(version) ||
-        root["extra"]["mode"].get_string().get(mode) || format != "ks-clusters" || version != 1 || mode != "final")
-        throw Error(Exit::usage, record + ": not a final ks-cluster record (format ks-clusters version 1, mode final); "
-                                          "rerun ks-cluster --final");
-}
-
 double uv_per_bit(const std::string& filtered_json) {
     simdjson::dom::parser parser;
     simdjson::padded_string text;
@@ -141,7 +128,9 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
     std::error_code ec;
     if (!fs::exists(record, ec))
         throw Error(Exit::usage, record + ": not found; run ks-cluster --work " + work_dir + " --final first");
-    check_record(record);
+    // Refuse a folder another version wrote, or one truncated or changed after its stage finished.
+    verify_stage_record(fdir, "final", "ks-clusters", 1, "rerun ks-cluster --work " + work_dir + " --final", "final");
+    verify_stage_record(work_dir + "/filter", "filter", "", 0, "rerun ks-filter");
     const Probe probe = Probe::load(work_dir + "/probe.json");
     const FilteredRecording rec(work_dir);
     const FilteredInfo info = rec.info();
@@ -530,6 +519,18 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
         write_npy(dir + "/spike_times.npy", {static_cast<int64_t>(ct.size())}, ct.data());
         write_npy(dir + "/spike_clusters.npy", {static_cast<int64_t>(cc.size())}, cc.data());
     }
+    {
+        // Mean filtered (unwhitened) waveform of each unit on its channels, for the report's
+        // footprints and for cross-session matching; NaN for a unit merged into another.
+        std::vector<float> mw(wsum.size());
+        for (int k = 0; k < K; ++k)
+            for (size_t q = 0; q < static_cast<size_t>(nch) * nt; ++q) {
+                const size_t i = static_cast<size_t>(k) * nch * nt + q;
+                mw[i] = wcount[k] > 0 ? static_cast<float>(wsum[i] / wcount[k] * to_uv) : std::numeric_limits<float>::quiet_NaN();
+            }
+        write_npy(dir + "/mean_waveforms.npy", {K, nch, nt}, mw.data());
+        write_npy(dir + "/waveform_channels.npy", {K, nch}, cand.data());
+    }
     write_file_atomic(dir + "/curation.json", hist.str() + "\n");
 
     Provenance prov;
@@ -538,7 +539,8 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
     prov.command_line = opt.command_line;
     prov.settings_json = opt.settings_json;
     prov.inputs = {file_identity(record), file_identity(work_dir + "/filter/filter.json"), file_identity(work_dir + "/probe.json")};
-    for (const char* f : {"metrics.tsv", "metrics.npy", "unit_kept.npy", "spike_times.npy", "spike_clusters.npy", "curation.json"})
+    for (const char* f : {"metrics.tsv", "metrics.npy", "unit_kept.npy", "spike_times.npy", "spike_clusters.npy", "mean_waveforms.npy",
+                          "waveform_channels.npy", "curation.json"})
         prov.outputs.push_back(file_identity(dir + "/" + f));
     JsonWriter j(0);
     j.begin_object();
@@ -548,6 +550,8 @@ Summary run(const std::string& work_dir, const Criteria& cr, const RunOptions& o
     j.key("n_kept").value(n_kept);
     j.key("n_merges").value(n_merges);
     j.key("amplitude_unit").value(std::isnan(uvpb) ? "recording units" : "uV");
+    j.key("waveform_samples").value(nt);
+    j.key("waveform_nt0min").value(nt0min);
     j.key("metrics").begin_array();
     for (const auto& n : names) j.value(n);
     j.end_array();

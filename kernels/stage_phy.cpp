@@ -44,19 +44,6 @@ Source read_source(const std::string& filtered_json) {
     return {std::string(path), std::string(dtype), n};
 }
 
-void check_final_record(const std::string& record) {
-    simdjson::dom::parser parser;
-    simdjson::padded_string text;
-    simdjson::dom::element root;
-    std::string_view format, mode;
-    int64_t version = 0;
-    if (simdjson::padded_string::load(record).get(text) || parser.parse(text).get(root) ||
-        root["extra"]["format"].get_string().get(format) || root["extra"]["version"].get_int64().get(version) ||
-        root["extra"]["mode"].get_string().get(mode) || format != "ks-clusters" || version != 1 || mode != "final")
-        throw Error(Exit::usage, record + ": not a final ks-cluster record (format ks-clusters version 1, mode final); "
-                                          "rerun ks-cluster --final");
-}
-
 std::string py_quote(const std::string& s) {
     std::string o = "'";
     for (char c : s) {
@@ -64,17 +51,6 @@ std::string py_quote(const std::string& s) {
         o += c;
     }
     return o + "'";
-}
-
-void copy_file_atomic(const std::string& from, const std::string& to) {
-    std::FILE* in = std::fopen(from.c_str(), "rb");
-    if (!in) throw Error(Exit::usage, from + ": cannot read");
-    OutputFile out(to);
-    std::vector<char> buf(1 << 20);
-    size_t n;
-    while ((n = std::fread(buf.data(), 1, buf.size(), in)) > 0) out.write(buf.data(), n);
-    std::fclose(in);
-    out.commit();
 }
 
 }  // namespace
@@ -86,7 +62,10 @@ Summary run(const std::string& work_dir, const RunOptions& opt) {
     std::error_code ec;
     if (!fs::exists(record, ec))
         throw Error(Exit::usage, record + ": not found; run ks-cluster --work " + work_dir + " --final first");
-    check_final_record(record);
+    // Refuse a folder another version wrote, or one truncated or changed after its stage finished.
+    verify_stage_record(fdir, "final", "ks-clusters", 1, "rerun ks-cluster --work " + work_dir + " --final", "final");
+    verify_stage_record(work_dir + "/filter", "filter", "", 0, "rerun ks-filter");
+    verify_stage_record(mdir, "match", "ks-matches", 1, "rerun ks-match --work " + work_dir);
     const Probe probe = Probe::load(work_dir + "/probe.json");
     const int C = probe.n_chan();
     const FilteredRecording rec(work_dir);

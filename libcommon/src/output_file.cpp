@@ -1,11 +1,13 @@
 #include "ks/output_file.hpp"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <vector>
 
 #include "ks/error.hpp"
 #include "ks/log.hpp"
@@ -126,6 +128,17 @@ std::string read_text_file(const std::string& path) {
     std::fclose(f);
     if (failed) throw Error(Exit::usage, path + ": cannot read: " + std::strerror(err));
     return out;
+}
+
+void copy_file_atomic(const std::string& from, const std::string& to) {
+    std::FILE* in = std::fopen(from.c_str(), "rb");
+    if (!in) throw Error(Exit::usage, from + ": cannot read");
+    OutputFile out(to);
+    std::vector<char> buf(1 << 20);
+    size_t n;
+    while ((n = std::fread(buf.data(), 1, buf.size(), in)) > 0) out.write(buf.data(), n);
+    std::fclose(in);
+    out.commit();
 }
 
 }  // namespace ks

@@ -1,10 +1,13 @@
 #include "ks/provenance.hpp"
 
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fcntl.h>
 #include <simdjson.h>
+#include <chrono>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -46,6 +49,9 @@ inline uint64_t fmix64(uint64_t h) {
     h ^= h >> 33;
     return h;
 }
+
+// The program's start, near enough: static initialisation of this library.
+const auto g_program_start = std::chrono::steady_clock::now();
 
 std::string iso8601_utc_now() {
     const std::time_t now = std::time(nullptr);
@@ -152,12 +158,109 @@ void write_provenance(const std::string& path, const Provenance& p) {
     w.key("command_line").value(p.command_line);
     w.key("host").value(std::string(host)).key("pid").value(static_cast<int64_t>(getpid()));
     w.key("finished").value(iso8601_utc_now());
+    {
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - g_program_start).count();
+        const double cpu = ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+        w.key("wall_s").value(std::round(wall * 1000) / 1000);
+        w.key("cpu_s").value(std::round(cpu * 1000) / 1000);
+        w.key("peak_rss_mib").value(std::round(ru.ru_maxrss / 1024.0 * 10) / 10);   // ru_maxrss is KiB on Linux
+    }
     w.key("settings").raw(settings);
     write_identities(w, "inputs", p.inputs);
     write_identities(w, "outputs", p.outputs);
     if (!p.extra_json.empty()) w.key("extra").raw(p.extra_json);
     w.end_object();
     write_file_atomic(path, w.str() + "\n");
+}
+
+StageRecord read_stage_record(const std::string& path, const std::string& rerun) {
+    StageRecord r;
+    r.path = path;
+    struct stat st{};
+    const std::string dir = path.substr(0, path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/'));
+    if (::stat(path.c_str(), &st) != 0)
+        throw Error(Exit::usage, path + ": missing, so " + (dir.empty() ? "." : dir) +
+                                     "/ is incomplete (the stage did not finish); " + rerun);
+    simdjson::dom::parser parser;
+    simdjson::padded_string text;
+    simdjson::dom::element root;
+    if (simdjson::padded_string::load(path).get(text) || parser.parse(text).get(root))
+        throw Error(Exit::usage, path + ": not valid JSON (truncated?); " + rerun);
+    std::string_view sv;
+    int64_t pv = 0;
+    if (root["format"].get_string().get(sv) || sv != "ks-provenance" || root["version"].get_int64().get(pv) || pv != 1)
+        throw Error(Exit::usage, path + ": not a ks-tools stage record of version 1; " + rerun);
+    auto str = [&](const char* key) {
+        std::string_view v;
+        return root[key].get_string().get(v) ? std::string() : std::string(v);
+    };
+    r.tool = str("tool");
+    r.stage = str("stage");
+    r.ks_version = str("ks_version");
+    r.finished = str("finished");
+    r.command_line = str("command_line");
+    double d = 0;
+    if (!root["wall_s"].get_double().get(d)) r.wall_s = d;
+    if (!root["cpu_s"].get_double().get(d)) r.cpu_s = d;
+    if (!root["peak_rss_mib"].get_double().get(d)) r.peak_rss_mib = d;
+    simdjson::dom::element sub;
+    if (!root["settings"].get(sub)) r.settings_json = simdjson::to_string(sub);
+    if (!root["extra"].get(sub)) r.extra_json = simdjson::to_string(sub);
+    std::string_view ef, em;
+    int64_t ev = 0;
+    if (!root["extra"]["format"].get_string().get(ef) && !root["extra"]["version"].get_int64().get(ev)) {
+        r.extra_format = std::string(ef);
+        r.extra_version = static_cast<int>(ev);
+    }
+    if (!root["extra"]["mode"].get_string().get(em)) r.extra_mode = std::string(em);
+    for (const char* list : {"inputs", "outputs"}) {
+        simdjson::dom::array arr;
+        if (root[list].get_array().get(arr)) {
+            if (std::strcmp(list, "outputs") == 0) throw Error(Exit::usage, path + ": no outputs listed; " + rerun);
+            continue;
+        }
+        for (simdjson::dom::element o : arr) {
+            std::string_view p, h;
+            FileIdentity id;
+            if (o["path"].get_string().get(p) || o["size"].get_int64().get(id.size) || o["hash"].get_string().get(h))
+                throw Error(Exit::usage, path + ": an entry of " + list + " without path, size or hash; " + rerun);
+            id.path = std::string(p);
+            id.hash = std::string(h);
+            bool sampled = false;
+            if (!o["sampled"].get_bool().get(sampled)) id.sampled = sampled;
+            (std::strcmp(list, "inputs") == 0 ? r.inputs : r.outputs).push_back(id);
+        }
+    }
+    return r;
+}
+
+StageRecord verify_stage_record(const std::string& dir, const std::string& stage, const std::string& format,
+                                int version, const std::string& rerun, const std::string& mode) {
+    StageRecord r = read_stage_record(dir + "/" + stage + ".json", rerun);
+    const bool has_format = !r.extra_format.empty();
+    if (!format.empty() && (!has_format || r.extra_format != format || r.extra_version != version))
+        throw Error(Exit::usage, r.path + ": written by ks-tools " + (r.ks_version.empty() ? "?" : r.ks_version) + " as " +
+                                     (has_format ? r.extra_format + " version " + std::to_string(r.extra_version)
+                                                 : "an unknown format") +
+                                     "; this " + KS_VERSION + " reads " + format + " version " + std::to_string(version) + "; " + rerun);
+    if (!mode.empty() && r.extra_mode != mode)
+        throw Error(Exit::usage, r.path + ": not a " + mode + "-mode " + format + " record; " + rerun);
+    struct stat st{};
+    for (const FileIdentity& o : r.outputs) {
+        const size_t slash = o.path.find_last_of('/');
+        const std::string local = dir + "/" + (slash == std::string::npos ? o.path : o.path.substr(slash + 1));
+        if (::stat(local.c_str(), &st) != 0)
+            throw Error(Exit::usage, local + ": missing, though " + r.path + " lists it; " + rerun);
+        if (static_cast<int64_t>(st.st_size) != o.size)
+            throw Error(Exit::usage, local + ": " + std::to_string(st.st_size) + " bytes, but " + r.path + " recorded " +
+                                         std::to_string(o.size) + " (truncated or changed after the stage finished); " + rerun);
+        if (file_identity(local).hash != o.hash)
+            throw Error(Exit::usage, local + ": its content changed after the stage finished (hash differs from " + r.path +
+                                         "); " + rerun);
+    }
+    return r;
 }
 
 }  // namespace ks

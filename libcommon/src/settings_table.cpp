@@ -189,7 +189,7 @@ const std::vector<SettingSpec>& Settings::table() {
 
 const std::vector<std::string>& pipeline_stages() {
     static const std::vector<std::string> s = {"filter", "whiten", "drift",  "detect", "cluster",
-                                               "match",  "final",  "curate", "phy"};
+                                               "match",  "final",  "curate", "phy",   "report"};
     return s;
 }
 

@@ -134,7 +134,7 @@ setup() {
   sleep 1.1
   touch rec.bin   # a touched but unchanged recording changes nothing
   run -0 "$KS" --rec rec.bin --probe probe.json --set n_chan_bin=8 --work w
-  assert_output --partial "0 of 9 stage configs changed"
+  assert_output --partial "0 of 10 stage configs changed"
   [ "$(mtime w/config/filter.json)" = "$before" ]
 }
 

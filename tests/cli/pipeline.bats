@@ -18,9 +18,10 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   [ -f w/drift/dshift.npy ] && [ -f w/drift/drift.json ] && [ -f w/detect/detect.json ] && [ -f w/cluster/cluster.json ]
   [ -f w/match/match.json ] && [ -f w/final/final.json ] && [ "$(ran ks-match)" = 1 ] && [ "$(ran ks-cluster)" = 2 ]
   [ -f w/phy/params.py ] && [ -f w/phy/ks-phy.json ] && [ "$(ran ks-phy)" = 1 ] && [ -f w/curate/metrics.tsv ]
+  [ -f w/report/sorting_report.md ] && [ -f w/report/report.json ] && [ "$(ran ks-report)" = 1 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w
   [ "$(ran ks-filter)" = 0 ] && [ "$(ran ks-whiten)" = 0 ] && [ "$(ran ks-drift)" = 0 ] && [ "$(ran ks-detect)" = 0 ]
-  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-phy)" = 0 ]
+  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-phy)" = 0 ] && [ "$(ran ks-report)" = 0 ]
 }
 
 @test "touching the recording reruns nothing; a whitening setting reruns whitening and what follows" {
@@ -62,7 +63,8 @@ ran() { grep -c "$1 --" <<<"$output" || true; }
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3 acg_threshold=0.1"
   [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-cluster)" = 1 ]
   run -0 $MK REC=sim/recording.bin PROBE=sim/probe.json PARAMS=sim/params.json OUT=w SET="Th_learned=7 ccg_threshold=0.3 acg_threshold=0.1 min_snr=4"
-  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-curate)" = 1 ] && [ "$(ran ks-match)" = 0 ]
+  [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-curate)" = 1 ] && [ "$(ran ks-match)" = 0 ] && [ "$(ran ks-report)" = 1 ]
+  grep -q "| min_snr | 4 |" w/report/sorting_report.md
 }
 
 @test "a bad setting stops the pipeline with exit code and message, and no stage output" {

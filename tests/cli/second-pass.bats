@@ -281,3 +281,149 @@ print("merges", len(absorbed))
 PY
   assert_success
 }
+
+@test "ks-curate writes each unit's mean waveform on its channels, the mean of its spikes in the filtered recording" {
+  cp -r "$W" wf
+  run -0 "$KS_BIN_DIR/ks-curate" --work wf -q
+  run "$PY" - wf <<'PY'
+import sys, json, numpy as np
+w = sys.argv[1]
+e = json.load(open(w + "/curate/curate.json"))["extra"]
+mw = np.load(w + "/curate/mean_waveforms.npy"); ch = np.load(w + "/curate/waveform_channels.npy")
+K = len(open(w + "/curate/metrics.tsv").readlines()) - 1
+nt, nt0 = e["waveform_samples"], e["waveform_nt0min"]
+assert mw.dtype == np.float32 and ch.dtype == np.int32 and mw.shape == (K, ch.shape[1], nt) and ch.shape[0] == K
+fj = json.load(open(w + "/filter/filtered.json"))
+x = np.fromfile(w + "/filter/filtered.bin", dtype=np.float16).reshape(fj["n_samples"], fj["n_channels"])
+t = np.load(w + "/final/spike_times.npy"); clu = np.load(w + "/final/spike_clusters.npy")
+M = np.load(w + "/curate/metrics.npy"); peak = M[:, e["metrics"].index("peak_channel")].astype(int)
+checked = aligned = 0
+for k in range(K):
+    tk = t[clu == k]; tk = tk[(tk >= nt0) & (tk + nt - nt0 < len(x))]
+    if len(tk) < 50: continue
+    ref = np.mean([x[s - nt0:s - nt0 + nt, ch[k]].astype(np.float64) for s in tk], axis=0).T * fj["scale"]
+    assert peak[k] in ch[k], (k, peak[k], ch[k])
+    c = np.corrcoef(ref.ravel(), mw[k].ravel())[0, 1]
+    assert c > 0.97, (k, c)
+    # spike times mark the trough: at nt0min on the unit's main channel (most units)
+    aligned += abs(int(np.argmin(mw[k, 0])) - nt0) <= 2
+    checked += 1
+assert checked >= 5 and aligned >= 0.7 * checked, (checked, aligned)
+print("ok", checked, aligned)
+PY
+  assert_success
+  assert_output --partial "ok"
+}
+
+@test "ks-report: markdown and JSON agree with the metrics table, removals explained, pictures decode" {
+  cp -r "$W" wr
+  run -0 "$KS_BIN_DIR/ks-curate" --work wr -q --set min_snr=6 --set min_spikes=60
+  run -0 "$KS_BIN_DIR/ks-report" --work wr -q --set min_snr=6 --set min_spikes=60
+  [ -f wr/report/report.json ] && [ -f wr/report/sorting_report.md ]
+  run "$PY" - wr <<'PY'
+import sys, json, struct, zlib, os, numpy as np
+w = sys.argv[1]; r = w + "/report/"
+def png_size(path):
+    b = open(path, "rb").read()
+    assert b[:8] == b"\x89PNG\r\n\x1a\n", path
+    i, idat, wh = 8, b"", None
+    while i < len(b):
+        n, kind = struct.unpack(">I4s", b[i:i + 8]); data = b[i + 8:i + 8 + n]
+        assert zlib.crc32(kind + data) == struct.unpack(">I", b[i + 8 + n:i + 12 + n])[0], path
+        if kind == b"IHDR": wh = struct.unpack(">II", data[:8])
+        if kind == b"IDAT": idat += data
+        i += 12 + n
+    assert len(zlib.decompress(idat)) == wh[1] * (1 + 3 * wh[0]), path
+    return wh
+rep = json.load(open(r + "recording_report.json"))
+assert rep["format"] == "ks-report" and rep["version"] == 1
+rows = [l.rstrip("\n").split("\t") for l in open(w + "/curate/metrics.tsv")]
+head, rows = rows[0], rows[1:]
+assert rep["metrics"] == head[3:] and len(rep["units"]) == len(rows)
+for u, row in zip(rep["units"], rows):
+    assert [str(u["cluster_id"]), u["KSLabel"], u["curated"]] == row[:3], (u, row)
+    for name, v in zip(head[3:], row[3:]):
+        x = u[name]
+        assert (x is None and v == "nan") or abs(x - float(v)) <= 1e-9 * max(1, abs(x)), (name, x, v)
+    assert u["good"] == (row[1] == "good" and row[2] == "pass")
+good = [u for u in rep["units"] if u["good"]]
+c = rep["counts"]
+assert c["good"] == len(good) > 0 and c["final_units"] == len(rows)
+assert c["passed_curation"] + c["failed_curation"] + c["merged_by_curation"] == len(rows)
+h = json.load(open(w + "/curate/curation.json"))
+why = {}
+for u in h["units"]:
+    if not u["kept"]: why[u["removed_by"]] = why.get(u["removed_by"], 0) + 1
+assert c["removed_by"] == why and sum(why.values()) == c["failed_curation"] > 0, (c, why)
+assert rep["settings_changed"] == {"min_snr": "6", "min_spikes": "60"}, rep["settings_changed"]
+st = [s["stage"] for s in rep["stages"]]
+assert st == ["filter", "whiten", "drift", "detect", "cluster", "match", "final", "curate", "phy"], st
+assert all(s["wall_s"] > 0 and s["cpu_s"] >= 0 and s["peak_rss_mib"] > 1 for s in rep["stages"]), rep["stages"]
+assert abs(rep["total_wall_s"] - sum(s["wall_s"] for s in rep["stages"])) < 1e-6
+assert rep["recording"]["n_samples"] == json.load(open(w + "/filter/filtered.json"))["n_samples"]
+# a footprint per good unit, every picture a valid PNG
+for u in good:
+    assert u["picture"] == "units/unit_%d.png" % u["cluster_id"], u
+    assert png_size(r + u["picture"]) == (220, 300)
+assert sorted(os.listdir(r + "units")) == sorted("unit_%d.png" % u["cluster_id"] for u in good)
+assert all(u["picture"] is None for u in rep["units"] if not u["good"])
+png_size(r + "distributions.png"); png_size(r + "footprints.png")
+md = open(r + "sorting_report.md").read()
+for s in ("## Recording", "## Settings that differ from the defaults", "| min_snr | 6 |", "## Timings", "## Drift",
+          "## Units", "by min_snr", "(distributions.png)", "(footprints.png)", "## Per-unit table"):
+    assert s in md, s
+for u in good:
+    assert "(units/unit_%d.png)" % u["cluster_id"] in md
+rec = json.load(open(r + "report.json"))
+assert rec["stage"] == "report" and rec["extra"]["n_good"] == len(good)
+print("ok", len(good), "good of", len(rows), why)
+PY
+  assert_success
+  assert_output --partial "ok"
+  # At most N unit pictures: the others are said to be left out, and their old pictures go.
+  run -0 "$KS_BIN_DIR/ks-report" --work wr -q --max-unit-pictures 2
+  [ "$(ls wr/report/units | wc -l)" = 2 ]
+  [ "$(json_get wr/report/recording_report.json 'j["pictures"]["unit_pictures"]')" = 2 ]
+  grep -q "have no picture of their own" wr/report/sorting_report.md
+}
+
+@test "a truncated sorting folder, or one another version wrote, is refused by ks-curate, ks-phy and ks-report" {
+  cp -r "$W" wb
+  run -0 "$KS_BIN_DIR/ks-curate" --work wb -q
+  run -0 "$KS_BIN_DIR/ks-report" --work wb -q
+  cp -r wb/phy phy.before
+  # truncated: a final file shorter than its record says
+  cp wb/final/spike_times.npy st.npy
+  truncate -s -8 wb/final/spike_times.npy
+  for tool in ks-curate ks-phy ks-report; do
+    run "$KS_BIN_DIR/$tool" --work wb
+    assert_failure 2
+    assert_output --partial "spike_times.npy"
+    assert_output --partial "truncated"
+  done
+  diff -r wb/phy phy.before   # the Phy folder was left as it was
+  cp st.npy wb/final/spike_times.npy
+  # another version's final/ record
+  cp wb/final/final.json final.json.good
+  sed -i 's/"format":"ks-clusters","version":1/"format":"ks-clusters","version":2/' wb/final/final.json
+  grep -q '"version":2' wb/final/final.json
+  for tool in ks-curate ks-phy ks-report; do
+    run "$KS_BIN_DIR/$tool" --work wb
+    assert_failure 2
+    assert_output --partial "ks-clusters version 2"
+  done
+  cp final.json.good wb/final/final.json
+  # a stage that did not finish: no record
+  mv wb/match/match.json match.json.good
+  run "$KS_BIN_DIR/ks-phy" --work wb
+  assert_failure 2
+  assert_output --partial "did not finish"
+  mv match.json.good wb/match/match.json
+  # a report over a curation made from an earlier final/
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wb --final -q --set acg_threshold=0.1
+  run "$KS_BIN_DIR/ks-report" --work wb
+  assert_failure 2
+  assert_output --partial "rerun ks-curate"
+  run -0 "$KS_BIN_DIR/ks-curate" --work wb -q --set acg_threshold=0.1
+  run -0 "$KS_BIN_DIR/ks-report" --work wb -q --set acg_threshold=0.1
+}

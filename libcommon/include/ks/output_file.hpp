@@ -40,6 +40,10 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // rerun never looks complete); absent files are fine. Logged at debug level.
 void remove_stale_output(const std::string& path);
 
+// Copies a file of any size to `to` atomically (OutputFile); throws Error(usage) naming `from`
+// when it cannot be read.
+void copy_file_atomic(const std::string& from, const std::string& to);
+
 // Reads a whole (small) file; throws Error(usage) naming it when missing or unreadable.
 std::string read_text_file(const std::string& path);
 

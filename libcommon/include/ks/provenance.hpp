@@ -34,7 +34,37 @@ struct Provenance {
     std::string extra_json;       // optional stage-specific object, "" for none
 };
 
-// Writes `path` atomically; version, host, start/end time are filled in here.
+// Writes `path` atomically; version, host, end time and the process's resource use so far
+// (wall_s since the program started, cpu_s, peak_rss_mib) are filled in here.
 void write_provenance(const std::string& path, const Provenance& p);
+
+// What a later stage needs to know about an earlier stage's record.
+struct StageRecord {
+    std::string path;
+    std::string tool, stage, ks_version, finished, command_line;
+    std::string settings_json;   // the record's "settings" object, as JSON text
+    double wall_s = -1, cpu_s = -1, peak_rss_mib = -1;   // -1: not recorded
+    std::string extra_json;      // the record's "extra" object as JSON text, "" when absent
+    std::string extra_format, extra_mode;   // extra.format / extra.mode, "" when absent
+    int extra_version = 0;
+    std::vector<FileIdentity> inputs, outputs;
+};
+
+// Parses the record at `path` without checking its outputs. Throws Error(usage) naming the file
+// and `rerun` when it is missing, not JSON, not a ks-provenance version 1 record, or lists no outputs.
+StageRecord read_stage_record(const std::string& path, const std::string& rerun);
+
+// Reads `<dir>/<stage>.json` and refuses, with Error(usage) naming the file and `rerun` (e.g.
+// "rerun ks-cluster --final"), a folder that a later stage must not read:
+//  - no record: the stage did not finish (killed, or still running);
+//  - not a ks-provenance record of version 1, or its extra.format / extra.version differ from
+//    `format` / `version` (another ks-tools version wrote it);
+//  - an output the record lists is missing, or its size or hash differs (truncated, or changed
+//    after the stage finished). Outputs are looked up by file name in `dir`, so a moved work
+//    folder still verifies.
+// `format` empty: the record has no extra.format (filter, whiten) and only the rest is checked.
+// `mode`, when not empty, must equal extra.mode.
+StageRecord verify_stage_record(const std::string& dir, const std::string& stage, const std::string& format,
+                                int version, const std::string& rerun, const std::string& mode = "");
 
 }  // namespace ks
