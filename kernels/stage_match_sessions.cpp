@@ -5,19 +5,24 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include <simdjson.h>
 
 #include "ks/error.hpp"
 #include "ks/filtered.hpp"
+#include "ks/device.hpp"
 #include "ks/json.hpp"
+#include "ks/kernels/filter.hpp"
 #include "ks/log.hpp"
 #include "ks/npy.hpp"
 #include "ks/output_file.hpp"
 #include "ks/plot.hpp"
 #include "ks/probe.hpp"
 #include "ks/provenance.hpp"
+#include "ks/recording.hpp"
+#include "ks/settings.hpp"
 
 namespace ks::match_sessions {
 
@@ -64,6 +69,24 @@ std::vector<std::string> read_tsv_column(const std::string& path, const std::str
     return out;
 }
 
+// Every session must have session 1's channels at the same positions.
+void check_geometry(const std::vector<double>& xc, const std::vector<double>& yc, const std::string& what, Loaded* L) {
+    const int C = static_cast<int>(xc.size());
+    if (L->session_name.empty()) {
+        L->in.xc = xc;
+        L->in.yc = yc;
+        L->in.nt = 61;
+        return;
+    }
+    if (static_cast<int>(L->in.xc.size()) != C)
+        throw Error(Exit::usage, what + ": " + std::to_string(C) + " channels, but session 1 (" + L->session_name[0] + ") has " +
+                                     std::to_string(L->in.xc.size()) + "; sessions must come from the same probe");
+    for (int c = 0; c < C; ++c)
+        if (std::fabs(xc[c] - L->in.xc[c]) > 1e-3 || std::fabs(yc[c] - L->in.yc[c]) > 1e-3)
+            throw Error(Exit::usage, what + ": channel " + std::to_string(c) +
+                                         " is elsewhere than in session 1's probe; sessions must come from the same probe");
+}
+
 // One ks-tools work folder: the final units (good ones by default), their spike times, and their mean
 // filtered waveform on every channel from up to max_spikes spikes spread over the recording.
 void load_work_folder(const std::string& dir, int session, const RunOptions& opt, Loaded* L) {
@@ -71,19 +94,7 @@ void load_work_folder(const std::string& dir, int session, const RunOptions& opt
     verify_stage_record(fdir, "final", "ks-clusters", 1, "run ks-cluster --work " + dir + " --final", "final");
     const Probe probe = Probe::load(dir + "/probe.json");
     const int C = probe.n_chan();
-    if (session == 0) {
-        L->in.xc = probe.xc;
-        L->in.yc = probe.yc;
-        L->in.nt = 61;
-    } else {
-        if (static_cast<int>(L->in.xc.size()) != C)
-            throw Error(Exit::usage, dir + ": " + std::to_string(C) + " channels, but session 1 (" + L->session_name[0] + ") has " +
-                                         std::to_string(L->in.xc.size()) + "; sessions must come from the same probe");
-        for (int c = 0; c < C; ++c)
-            if (std::fabs(probe.xc[c] - L->in.xc[c]) > 1e-3 || std::fabs(probe.yc[c] - L->in.yc[c]) > 1e-3)
-                throw Error(Exit::usage, dir + "/probe.json: channel " + std::to_string(c) +
-                                             " is elsewhere than in session 1's probe; sessions must come from the same probe");
-    }
+    check_geometry(probe.xc, probe.yc, dir + "/probe.json", L);
     const FilteredRecording rec(dir);
     const FilteredInfo& info = rec.info();
     if (info.n_channels != C)
@@ -176,6 +187,198 @@ void load_work_folder(const std::string& dir, int session, const RunOptions& opt
     }
     L->session_name.push_back(dir);
     for (const char* f : {"/final/final.json", "/filter/filter.json", "/probe.json"}) L->inputs.push_back(file_identity(dir + f));
+}
+
+// The few params.py fields a Phy folder needs: `key = value` lines, value a quoted string (or a
+// list of them: the first), a number, True or False.
+std::map<std::string, std::string> read_params_py(const std::string& path) {
+    std::istringstream in(read_text_file(path));
+    std::map<std::string, std::string> out;
+    std::string line;
+    while (std::getline(in, line)) {
+        const size_t eq = line.find('=');
+        if (eq == std::string::npos || line[0] == '#') continue;
+        auto trim = [](std::string v) {
+            const size_t a = v.find_first_not_of(" \t\r"), b = v.find_last_not_of(" \t\r");
+            return a == std::string::npos ? std::string() : v.substr(a, b - a + 1);
+        };
+        const std::string key = trim(line.substr(0, eq));
+        std::string v = trim(line.substr(eq + 1));
+        const size_t q = v.find_first_of("'\"");
+        if (q != std::string::npos) {
+            const size_t e = v.find(v[q], q + 1);
+            if (e == std::string::npos) throw Error(Exit::usage, path + ": unterminated string for " + key);
+            v = v.substr(q + 1, e - q - 1);
+        }
+        out[key] = v;
+    }
+    return out;
+}
+
+// A Phy folder (Kilosort's or ks-phy's) plus the recording params.py names: the units labelled good
+// in cluster_group.tsv (else cluster_KSLabel.tsv), their spike times, and mean waveforms from the
+// raw recording high-passed (Kilosort4's 300-Hz filter) and median-referenced here.
+void load_phy_folder(const std::string& dir, int session, const RunOptions& opt, Loaded* L) {
+    const auto params = read_params_py(dir + "/params.py");
+    for (const char* k : {"dat_path", "n_channels_dat", "dtype", "sample_rate"})
+        if (!params.count(k)) throw Error(Exit::usage, dir + "/params.py: no " + std::string(k));
+    std::string dat = params.at("dat_path");
+    if (!dat.empty() && dat[0] != '/') dat = dir + "/" + dat;
+    if (params.count("offset") && std::atof(params.at("offset").c_str()) != 0)
+        throw Error(Exit::usage, dir + "/params.py: offset " + params.at("offset") + " (a file header) is not supported");
+    const double fs = std::atof(params.at("sample_rate").c_str());
+    const std::vector<int64_t> cmap = read_npy(dir + "/channel_map.npy").as<int64_t>();
+    const NpyArray pos = read_npy(dir + "/channel_positions.npy");
+    if (pos.shape.size() != 2 || pos.shape[1] != 2 || pos.shape[0] != static_cast<int64_t>(cmap.size()))
+        throw Error(Exit::usage, dir + "/channel_positions.npy: expected (" + std::to_string(cmap.size()) + ", 2)");
+    const std::vector<double> xy = pos.as<double>();
+    Probe probe;
+    probe.name = dir + "/channel_map.npy";
+    for (size_t c = 0; c < cmap.size(); ++c) {
+        probe.chanMap.push_back(static_cast<int>(cmap[c]));
+        probe.xc.push_back(xy[2 * c]);
+        probe.yc.push_back(xy[2 * c + 1]);
+        probe.kcoords.push_back(0);
+    }
+    if (fs::exists(dir + "/channel_shanks.npy")) {
+        const std::vector<int64_t> sh = read_npy(dir + "/channel_shanks.npy").as<int64_t>();
+        if (sh.size() == cmap.size())
+            for (size_t c = 0; c < sh.size(); ++c) probe.kcoords[c] = static_cast<int>(sh[c]);
+    }
+    check_geometry(probe.xc, probe.yc, dir, L);
+    const int C = probe.n_chan(), nt = L->in.nt, nt0min = 20;
+    Settings set;
+    set.set_from_string("n_chan_bin=" + params.at("n_channels_dat"));
+    set.set_from_string("fs=" + params.at("sample_rate"));
+    set.set_from_string("data_dtype=" + std::string(dtype_name(parse_dtype(params.at("dtype"), dir + "/params.py dtype"))));
+    const Recording rec(dat, set, probe);
+    const int64_t T = rec.n_samples();
+
+    // Units: good ones (cluster_group.tsv, phy's curation, wins over cluster_KSLabel.tsv).
+    std::vector<int64_t> t = read_npy(dir + "/spike_times.npy").as<int64_t>();
+    const std::string cfile = fs::exists(dir + "/spike_clusters.npy") ? "/spike_clusters.npy" : "/spike_templates.npy";
+    const std::vector<int64_t> clu = read_npy(dir + cfile).as<int64_t>();
+    if (t.size() != clu.size()) throw Error(Exit::usage, dir + ": spike_times.npy and " + cfile.substr(1) + " differ in length");
+    std::map<int, std::string> label;
+    // cluster_group.tsv: phy's `group` column once saved; Kilosort4 writes it with a KSLabel header.
+    for (const char* file : {"/cluster_group.tsv", "/cluster_KSLabel.tsv"})
+        if (label.empty() && fs::exists(dir + file)) {
+            const std::string head = read_text_file(dir + file).substr(0, 200);
+            const std::string col = head.find("\tgroup") != std::string::npos ? "group" : "KSLabel";
+            std::vector<int> ids;
+            const auto v = read_tsv_column(dir + file, col, &ids);
+            for (size_t k = 0; k < ids.size(); ++k) label[ids[k]] = v[k];
+        }
+    std::map<int, int> local;
+    std::vector<int> chosen;
+    {
+        std::vector<int64_t> all(clu);
+        std::sort(all.begin(), all.end());
+        all.erase(std::unique(all.begin(), all.end()), all.end());
+        for (int64_t k : all) {
+            const auto it = label.find(static_cast<int>(k));
+            const std::string l = it == label.end() ? "" : it->second;
+            if (opt.units == "all" ? l != "noise" : l == "good") {
+                local[static_cast<int>(k)] = static_cast<int>(chosen.size());
+                chosen.push_back(static_cast<int>(k));
+            }
+        }
+    }
+    if (chosen.empty())
+        throw Error(Exit::usage, dir + ": no " + (opt.units == "all" ? std::string("") : "good ") + "units to match (session " +
+                                     std::to_string(session + 1) + ")" + (opt.units == "all" ? "" : "; --units all takes every unit"));
+    const int U = static_cast<int>(chosen.size());
+    std::vector<std::vector<int64_t>> times(U);
+    for (size_t i = 0; i < t.size(); ++i) {
+        const auto it = local.find(static_cast<int>(clu[i]));
+        if (it != local.end()) times[it->second].push_back(t[i]);
+    }
+    std::vector<std::pair<int64_t, int>> use;
+    for (int u = 0; u < U; ++u) {
+        std::sort(times[u].begin(), times[u].end());
+        std::vector<int64_t> ok;
+        for (int64_t x : times[u])
+            if (x - nt0min >= 0 && x - nt0min + nt <= T) ok.push_back(x);
+        const size_t m = std::min<size_t>(ok.size(), static_cast<size_t>(opt.max_spikes_per_unit));
+        for (size_t k = 0; k < m; ++k) use.emplace_back(ok[k * ok.size() / m], u);
+    }
+    std::sort(use.begin(), use.end());
+    const kernels::HighpassDesign hp = kernels::design_highpass(fs, 300);
+    std::vector<int> rows(C), offsets, chans;
+    std::iota(rows.begin(), rows.end(), 0);
+    {
+        std::map<int, std::vector<int>> by_shank;
+        for (int c = 0; c < C; ++c) by_shank[probe.kcoords[c]].push_back(c);
+        offsets.push_back(0);
+        for (auto& [k, v] : by_shank) {
+            chans.insert(chans.end(), v.begin(), v.end());
+            offsets.push_back(static_cast<int>(chans.size()));
+        }
+    }
+    const Device dev = Device::open("cpu");
+    std::vector<double> sum(static_cast<size_t>(U) * C * nt, 0.0);
+    std::vector<int> count(U, 0);
+    constexpr int64_t kChunk = 1 << 16;
+    std::vector<float> chmajor, raw, x;
+    size_t i = 0;
+    Progress progress(opt.progress, "waveforms of " + dir, T, "samples");
+    for (int64_t s0 = 0; s0 < T && i < use.size(); s0 += kChunk) {
+        const int64_t s1 = std::min(T, s0 + kChunk);
+        if (use[i].first >= s1) {
+            progress.advance(s1 - s0);
+            continue;
+        }
+        const int64_t f0 = std::max<int64_t>(0, s0 - nt), f1 = std::min(T, s1 + nt);
+        const kernels::SampleRange need = kernels::raw_range(hp, f0, f1, T);
+        const int64_t rn = need.end - need.begin;
+        chmajor.resize(static_cast<size_t>(C) * rn);
+        rec.read(need.begin, rn, chmajor.data());
+        raw.resize(chmajor.size());
+        for (int c = 0; c < C; ++c)
+            for (int64_t k = 0; k < rn; ++k) raw[static_cast<size_t>(k) * C + c] = chmajor[static_cast<size_t>(c) * rn + k];
+        x.resize(static_cast<size_t>(f1 - f0) * C);
+        kernels::FilterArgs a;
+        a.dtype = Dtype::float32;
+        a.raw = raw.data();
+        a.raw_t0 = need.begin;
+        a.raw_n = rn;
+        a.row_stride = C;
+        a.rows = rows.data();
+        a.n_chan = C;
+        a.hp = &hp;
+        a.n_samples = T;
+        a.t0 = f0;
+        a.t1 = f1;
+        a.reference = kernels::Reference::median;
+        a.groups.offsets = offsets.data();
+        a.groups.channels = chans.data();
+        a.groups.n_groups = static_cast<int>(offsets.size()) - 1;
+        a.out = x.data();
+        kernels::filter_samples(dev, a);
+        for (; i < use.size() && use[i].first < s1; ++i) {
+            const int u = use[i].second;
+            ++count[u];
+            const int64_t o = use[i].first - nt0min - f0;
+            for (int c = 0; c < C; ++c)
+                for (int tau = 0; tau < nt; ++tau)
+                    sum[(static_cast<size_t>(u) * C + c) * nt + tau] += x[static_cast<size_t>(o + tau) * C + c];
+        }
+        progress.advance(s1 - s0);
+    }
+    progress.finish();
+    L->amplitude_unit = "recording units";
+    for (int u = 0; u < U; ++u) {
+        for (size_t q = 0; q < static_cast<size_t>(C) * nt; ++q)
+            L->in.waveform.push_back(count[u] ? static_cast<float>(sum[static_cast<size_t>(u) * C * nt + q] / count[u]) : 0.0f);
+        std::vector<double> ms(times[u].size());
+        for (size_t k = 0; k < ms.size(); ++k) ms[k] = times[u][k] * 1000.0 / fs;
+        L->in.spike_ms.push_back(std::move(ms));
+        L->in.session.push_back(session);
+        L->source_unit.push_back(chosen[u]);
+    }
+    L->session_name.push_back(dir);
+    for (const char* f : {"/params.py", "/spike_times.npy", "/channel_positions.npy"}) L->inputs.push_back(file_identity(dir + f));
+    L->inputs.push_back(file_identity(dat));
 }
 
 // pyKilomatch's input folder: channel_locations.npy, waveform_all.npy (µV), session_index.npy (from 1),
@@ -313,7 +516,12 @@ Summary run(const RunOptions& opt) {
         load_kilomatch(opt.kilomatch_dir, &L);
     } else {
         if (opt.sessions.size() < 2) throw Error(Exit::usage, "give at least two sessions (ks-tools work folders), or --kilomatch DIR");
-        for (size_t s = 0; s < opt.sessions.size(); ++s) load_work_folder(opt.sessions[s], static_cast<int>(s), opt, &L);
+        for (size_t s = 0; s < opt.sessions.size(); ++s) {
+            const std::string& d = opt.sessions[s];
+            if (fs::exists(d + "/final") || fs::exists(d + "/run.json")) load_work_folder(d, static_cast<int>(s), opt, &L);
+            else if (fs::exists(d + "/params.py")) load_phy_folder(d, static_cast<int>(s), opt, &L);
+            else throw Error(Exit::usage, d + ": neither a ks-tools work folder (final/) nor a Phy folder (params.py)");
+        }
     }
     const int n = L.in.n_units(), S = L.in.n_sessions();
     if (S < 2) throw Error(Exit::usage, "only one session: nothing to match");

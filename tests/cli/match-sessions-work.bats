@@ -12,6 +12,7 @@ setup_file() {
     make -s --no-print-directory -f "$KS_SOURCE_DIR/Makefile.pipeline" KS_BIN="$KS_BIN_DIR" REC=$r/recording.bin \
       PROBE=$r/probe.json PARAMS=$r/params.json OUT="$d/w$s" curate > /dev/null 2>&1
     "$KS_BIN_DIR/ks-score" --gt "$r" --sorting "$d/w$s/final" --json "$d/score$s.json" > /dev/null
+    "$KS_BIN_DIR/ks-phy" --work "$d/w$s" -q
   done
   "$KS_BIN_DIR/ks-match-sessions" --out "$d/res" "$d/w0" "$d/w1" -q
 }
@@ -70,6 +71,24 @@ assert np.abs(m - t).max() < 5 and abs(t[0]) > 5, (m, t)
 print("ok", s, m, t)
 PY
   assert_success
+}
+
+@test "Phy folders plus their recordings give what the work folders give" {
+  run -0 "$KS_BIN_DIR/ks-match-sessions" --out rp "$D/w0/phy" "$D/w1/phy" -q
+  run "$PY" - "$D/res" rp <<'PY'
+import sys, numpy as np
+a, b = sys.argv[1] + "/", sys.argv[2] + "/"
+ua = [l.split("\t")[3] for l in open(a + "units.tsv").read().splitlines()[1:]]
+ub = [l.split("\t")[3] for l in open(b + "units.tsv").read().splitlines()[1:]]
+assert ua == ub, (ua, ub)
+# the raw recording filtered here, as ks-filter filtered it (float16 storage aside)
+wa, wb = np.load(a + "waveforms.npy"), np.load(b + "waveforms.npy")
+assert np.allclose(wa, wb, rtol=0, atol=1e-2 * np.abs(wa).max()), np.abs(wa - wb).max()
+assert np.array_equal(np.load(a + "IdxCluster.npy"), np.load(b + "IdxCluster.npy"))
+print("ok")
+PY
+  assert_success
+  assert_output --partial "ok"
 }
 
 @test "refuses sessions from another probe layout, an unfinished sorting, a session without good units" {

@@ -7,11 +7,12 @@
 #include "ks/stages/match_sessions.hpp"
 
 static const char kUsage[] =
-    "Usage: ks-match-sessions --out DIR WORK1 WORK2 [WORK3 ...] [options]\n"
+    "Usage: ks-match-sessions --out DIR SESSION1 SESSION2 [SESSION3 ...] [options]\n"
     "       ks-match-sessions --out DIR --kilomatch INPUT_DIR [options]\n"
     "Tracks the same neurons across recording sessions of one probe, as Kilomatch does. Sessions are\n"
     "ks-tools work folders sorted through ks-cluster --final (good units, and ks-curate's verdicts when it\n"
-    "ran), in session order, or pyKilomatch's input folder (channel_locations.npy, waveform_all.npy in uV,\n"
+    "ran) or Phy folders (good units of cluster_group.tsv; waveforms from the recording params.py names,\n"
+    "filtered here), in session order; or pyKilomatch's input folder (channel_locations.npy, waveform_all.npy in uV,\n"
     "session_index.npy from 1, optional peth.npy, spike_times/Unit<k>.npy in ms). Per unit: mean\n"
     "unwhitened waveform on every channel, location (monopolar triangulation), autocorrelogram, ISI\n"
     "histogram. The probe's motion between sessions is estimated and the waveforms corrected for it\n"
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
     spec.takes_lock = false;
     spec.uses_settings = false;
     spec.positional = true;
-    spec.positional_help = "WORK...";
+    spec.positional_help = "SESSION...";
     spec.options = {{"--out", "DIR", "the folder for the results (required)"},
                     {"--kilomatch", "DIR", "read pyKilomatch's input layout instead of work folders"},
                     {"--units", "good|all", "which units of a work folder: Kilosort4-good and kept by ks-curate, or all [good]"},
