@@ -7,7 +7,7 @@ packages=(
   g++ cmake ninja-build pkg-config git make
   libeigen3-dev libsimdjson-dev libzstd-dev zstd libmatio-dev zlib1g-dev
   libgtest-dev bats bats-assert bats-support
-  python3-numpy python3-scipy
+  python3-numpy python3-scipy snakemake
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,9 @@
 #include <cmath>
 #include <cerrno>
 #include <memory>
+#include <fstream>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "ks/device.hpp"
@@ -37,6 +39,52 @@ bool write_if_changed(const std::string& path, const std::string& content) {
     }
     write_file_atomic(path, content);
     return true;
+}
+
+// Preflight (as SpikeLab does it) before the heavy stages: is there disk for the outputs, and
+// memory? The filtered recording (float16, channels x samples) is most of what a sorting writes;
+// the rest (features, templates, Phy folder) is put at a tenth of it plus 64 MiB. A disk too
+// small stops the run here with Exit::resources; too little memory is a warning (the stages
+// stream, and their peak is hard to bound from here). KS_PREFLIGHT_FREE_MB replaces the free
+// space measured (tests).
+void preflight(const std::string& work, int64_t n_samples, int n_chan, std::string* text) {
+    constexpr double kMiB = 1024.0 * 1024.0;
+    const double filtered = static_cast<double>(n_samples) * n_chan * 2;
+    double need = 0.1 * filtered + 64 * kMiB;
+    struct stat st{};
+    const std::string fbin = work + "/filter/filtered.bin";
+    const bool filtered_done = ::stat((work + "/filter/filter.json").c_str(), &st) == 0 &&
+                               ::stat(fbin.c_str(), &st) == 0 && static_cast<double>(st.st_size) == filtered;
+    if (!filtered_done) need += filtered;
+    double free_bytes = -1;
+    struct statvfs vfs{};
+    std::string where = work;   // the work folder, or its nearest existing parent
+    while (::statvfs(where.c_str(), &vfs) != 0 && !where.empty() && where != "/" && where != ".") {
+        const size_t slash = where.find_last_of('/');
+        where = slash == std::string::npos ? "." : slash == 0 ? "/" : where.substr(0, slash);
+    }
+    if (::statvfs(where.c_str(), &vfs) == 0) free_bytes = static_cast<double>(vfs.f_bavail) * vfs.f_frsize;
+    if (const char* e = std::getenv("KS_PREFLIGHT_FREE_MB")) free_bytes = std::atof(e) * kMiB;
+    if (free_bytes >= 0 && free_bytes < need)
+        throw Error(Exit::resources,
+                    log::format("preflight: %s has %.1f GiB free, the sorting needs about %.1f GiB (filter/filtered.bin "
+                                "%.1f GiB); free some space or choose another OUT",
+                                work.c_str(), free_bytes / (1024 * kMiB), need / (1024 * kMiB), filtered / (1024 * kMiB)));
+    double avail = -1;
+    std::ifstream mi("/proc/meminfo");
+    for (std::string k; mi >> k;) {
+        double v = 0;
+        std::string unit;
+        mi >> v >> unit;
+        if (k == "MemAvailable:") avail = v * 1024;
+    }
+    // The stages' peak grows with the channel count: about 1 GiB at 384 channels (README).
+    const double mem_need = (0.25 + 0.75 * n_chan / 384.0) * 1024 * kMiB;
+    if (avail >= 0 && avail < mem_need)
+        log::warn("preflight: %.1f GiB of memory available, the stages may need about %.1f GiB", avail / (1024 * kMiB),
+                  mem_need / (1024 * kMiB));
+    *text += log::format("preflight   disk: %.1f GiB needed, %.1f GiB free in %s; memory: %.1f GiB available\n",
+                         need / (1024 * kMiB), free_bytes / (1024 * kMiB), work.c_str(), avail / (1024 * kMiB));
 }
 
 void make_dir(const std::string& d) {
@@ -165,6 +213,7 @@ Summary run(Cli& cli) {
 
     if (!cli.work_dir().empty()) {
         const std::string work = cli.work_dir();
+        if (rec) preflight(work, rec->info().imax - rec->info().imin, probe->n_chan(), &s.text);
         write_if_changed(work + "/probe.json", probe->to_json() + "\n");
         write_if_changed(work + "/run.json", s.json);
         make_dir(work + "/config");
