@@ -92,6 +92,74 @@ private:
     std::string path_;
 };
 
+// Several files of one acquisition sorted as one recording (SpikeLab's concatenation): the files'
+// samples one after the other, tmin/tmax counted on the whole. Each file is checked as a recording
+// of its own (size, dtype, channel count).
+class ConcatSource : public RawSource {
+public:
+    ConcatSource(const std::vector<std::string>& paths, const Settings& settings, const Probe& probe) : paths_(paths) {
+        Settings whole(settings);
+        whole.set_from_string("tmin=0");
+        whole.set_from_string("tmax=inf");
+        for (const auto& p : paths) {
+            recs_.emplace_back(p, whole, probe);
+            const RecordingInfo& ri = recs_.back().info();
+            if (recs_.size() == 1) {
+                dtype = ri.dtype;
+                n_chan_bin = ri.n_chan_bin;
+                fs = ri.fs;
+            }
+            starts_.push_back(total_);
+            total_ += ri.n_samples_file;
+        }
+        const double tmin = settings.get_float("tmin"), tmax = settings.get_float("tmax");
+        imin = std::clamp<int64_t>(static_cast<int64_t>(std::llround(std::max(0.0, tmin) * fs)), 0, total_);
+        imax_ = std::isinf(tmax) ? total_ : std::clamp<int64_t>(static_cast<int64_t>(std::llround(tmax * fs)), 0, total_);
+        if (imax_ <= imin)
+            throw Error(Exit::usage, "settings tmin/tmax: the sorted range [" + std::to_string(imin) + ", " + std::to_string(imax_) +
+                                         ") of the " + std::to_string(paths.size()) + " files (" + std::to_string(total_) +
+                                         " samples) is empty");
+    }
+    int64_t n_samples() const override { return imax_ - imin; }
+    void ensure(int64_t) override {}
+    void fetch(int64_t t0, int64_t n, unsigned char* out) override {
+        const int64_t N = n_samples(), rb = row_bytes();
+        const int64_t lo = std::clamp<int64_t>(t0, 0, N), hi = std::clamp<int64_t>(t0 + n, 0, N);
+        if (lo >= hi) {
+            read_rows(t0 + n <= 0 ? 0 : N - 1, 1, out);
+            for (int64_t t = 1; t < n; ++t) std::memcpy(out + t * rb, out, static_cast<size_t>(rb));
+            return;
+        }
+        read_rows(lo, hi - lo, out + (lo - t0) * rb);
+        for (int64_t t = t0; t < lo; ++t) std::memcpy(out + (t - t0) * rb, out + (lo - t0) * rb, static_cast<size_t>(rb));
+        for (int64_t t = hi; t < t0 + n; ++t) std::memcpy(out + (t - t0) * rb, out + (hi - 1 - t0) * rb, static_cast<size_t>(rb));
+    }
+    FileIdentity identity() const override { return files_identity(paths_); }
+    std::string name() const override { return paths_[0] + " (+" + std::to_string(paths_.size() - 1) + " files)"; }
+    // Each file's first sample on the concatenated timeline (before tmin) and its length.
+    const std::vector<int64_t>& starts() const { return starts_; }
+    int64_t file_samples(size_t k) const { return recs_[k].info().n_samples_file; }
+
+private:
+    // Rows [t, t + n) of the sorted range, across file boundaries.
+    void read_rows(int64_t t, int64_t n, unsigned char* out) const {
+        int64_t g = imin + t;
+        const int64_t rb = row_bytes();
+        while (n > 0) {
+            size_t k = static_cast<size_t>(std::upper_bound(starts_.begin(), starts_.end(), g) - starts_.begin()) - 1;
+            const int64_t in_file = std::min(n, starts_[k] + recs_[k].info().n_samples_file - g);
+            recs_[k].read_raw(g - starts_[k], in_file, out);
+            out += in_file * rb;
+            g += in_file;
+            n -= in_file;
+        }
+    }
+    std::vector<std::string> paths_;
+    std::vector<Recording> recs_;
+    std::vector<int64_t> starts_;
+    int64_t total_ = 0, imax_ = 0;
+};
+
 // Raw samples from a pipe or terminal, read ahead as far as the driver asks and kept until it
 // releases them. The identity hashes the bytes read in 1 MiB blocks (formats/filtered.md).
 class StreamSource : public RawSource {
@@ -396,8 +464,17 @@ Summary run(const Inputs& in, Settings& settings, const Device& dev, const RunOp
     const Params params = Params::from(settings);
     const kernels::HighpassDesign hp = kernels::design_highpass(params.fs, params.highpass_cutoff);
     std::unique_ptr<RawSource> src;
+    std::vector<std::string> files = {in.rec};
+    files.insert(files.end(), in.more_recs.begin(), in.more_recs.end());
+    if (from_stdin && files.size() > 1) throw Error(Exit::usage, "--rec -: standard input is one recording; give files to concatenate");
+    const ConcatSource* concat = nullptr;
     if (from_stdin) src = std::make_unique<StreamSource>(options.stdin_fd, settings, probe);
-    else src = std::make_unique<FileSource>(in.rec, settings, probe);
+    else if (files.size() == 1) src = std::make_unique<FileSource>(in.rec, settings, probe);
+    else {
+        auto c = std::make_unique<ConcatSource>(files, settings, probe);
+        concat = c.get();
+        src = std::move(c);
+    }
     src->scale = settings.is_none("scale") ? 1.0f : static_cast<float>(settings.get_float("scale"));
     src->shift = settings.is_none("shift") ? 0.0f : static_cast<float>(settings.get_float("shift"));
     src->invert = settings.get_bool("invert_sign");
@@ -629,7 +706,19 @@ Summary run(const Inputs& in, Settings& settings, const Device& dev, const RunOp
         if (!ec) rec_path = a.lexically_normal().string();
     }
     j.key("path").value(from_stdin ? std::string("-") : rec_path).key("dtype").value(dtype_name(src->dtype));
-    j.key("n_chan_bin").value(src->n_chan_bin).end_object();
+    j.key("n_chan_bin").value(src->n_chan_bin);
+    if (concat) {
+        // The files sorted as one: where each starts on the concatenated timeline (imin counts on it).
+        j.key("files").begin_array();
+        for (size_t k = 0; k < files.size(); ++k) {
+            std::error_code ec2;
+            const std::filesystem::path a = std::filesystem::absolute(files[k], ec2);
+            j.begin_object().key("path").value(ec2 ? files[k] : a.lexically_normal().string());
+            j.key("first_sample").value(concat->starts()[k]).key("n_samples").value(concat->file_samples(k)).end_object();
+        }
+        j.end_array();
+    }
+    j.end_object();
     j.key("probe").begin_object();
     j.key("chanMap").value(std::vector<int64_t>(probe.chanMap.begin(), probe.chanMap.end()));
     j.key("xc").value(probe.xc).key("yc").value(probe.yc);

@@ -222,6 +222,14 @@ void load_phy_folder(const std::string& dir, int session, const RunOptions& opt,
     const auto params = read_params_py(dir + "/params.py");
     for (const char* k : {"dat_path", "n_channels_dat", "dtype", "sample_rate"})
         if (!params.count(k)) throw Error(Exit::usage, dir + "/params.py: no " + std::string(k));
+    {   // several files sorted as one: read that sorting's work folder instead
+        const std::string text = read_text_file(dir + "/params.py");
+        const size_t at = text.find("dat_path");
+        const std::string line = at == std::string::npos ? "" : text.substr(at, text.find('\n', at) - at);
+        if (std::count(line.begin(), line.end(), ',') > 0)
+            throw Error(Exit::usage, dir + "/params.py: dat_path lists several files; give the ks-tools work folder of this "
+                                         "sorting instead of its Phy folder");
+    }
     std::string dat = params.at("dat_path");
     if (!dat.empty() && dat[0] != '/') dat = dir + "/" + dat;
     if (params.count("offset") && std::atof(params.at("offset").c_str()) != 0)

@@ -28,6 +28,11 @@ namespace {
 struct Source {
     std::string path, dtype;
     int64_t n_chan_bin = 0;
+    struct File {
+        std::string path;
+        int64_t first_sample = 0, n_samples = 0;
+    };
+    std::vector<File> files;   // several files sorted as one (ks-filter --rec a --rec b); else empty
 };
 
 // The raw recording ks-filter read (filter/filtered.json "source").
@@ -41,7 +46,19 @@ Source read_source(const std::string& filtered_json) {
         root["source"]["path"].get_string().get(path) || root["source"]["dtype"].get_string().get(dtype) ||
         root["source"]["n_chan_bin"].get_int64().get(n))
         throw Error(Exit::usage, filtered_json + ": no source {path, dtype, n_chan_bin}; rerun ks-filter");
-    return {std::string(path), std::string(dtype), n};
+    Source src{std::string(path), std::string(dtype), n, {}};
+    simdjson::dom::array files;
+    if (!root["source"]["files"].get_array().get(files))
+        for (simdjson::dom::element f : files) {
+            std::string_view fp;
+            Source::File file;
+            if (f["path"].get_string().get(fp) || f["first_sample"].get_int64().get(file.first_sample) ||
+                f["n_samples"].get_int64().get(file.n_samples))
+                throw Error(Exit::usage, filtered_json + ": source.files entries need path, first_sample, n_samples; rerun ks-filter");
+            file.path = std::string(fp);
+            src.files.push_back(file);
+        }
+    return src;
 }
 
 std::string py_quote(const std::string& s) {
@@ -136,6 +153,28 @@ Summary run(const std::string& work_dir, const RunOptions& opt) {
         std::vector<int64_t> abs_t(N);
         for (int64_t i = 0; i < N; ++i) abs_t[i] = t[i] + info.imin;   // samples of the original file
         write_npy(tmp + "/spike_times.npy", {N}, abs_t.data());
+        // Several files sorted as one: the spikes of each file again, in samples of that file.
+        if (!src.files.empty()) {
+            fs::create_directories(tmp + "/per_file", ec);
+            std::string tsv = "file\tpath\tfirst_sample\tn_samples\tn_spikes\n";
+            for (size_t k = 0; k < src.files.size(); ++k) {
+                const auto& f = src.files[k];
+                std::vector<int64_t> ft;
+                std::vector<int32_t> fc;
+                for (int64_t i = 0; i < N; ++i)
+                    if (abs_t[i] >= f.first_sample && abs_t[i] < f.first_sample + f.n_samples) {
+                        ft.push_back(abs_t[i] - f.first_sample);
+                        fc.push_back(clu[i]);
+                    }
+                const std::string d = tmp + "/per_file/file_" + std::to_string(k);
+                fs::create_directories(d, ec);
+                write_npy(d + "/spike_times.npy", {static_cast<int64_t>(ft.size())}, ft.data());
+                write_npy(d + "/spike_clusters.npy", {static_cast<int64_t>(fc.size())}, fc.data());
+                tsv += std::to_string(k) + "\t" + f.path + "\t" + std::to_string(f.first_sample) + "\t" + std::to_string(f.n_samples) +
+                       "\t" + std::to_string(ft.size()) + "\n";
+            }
+            write_file_atomic(tmp + "/per_file/files.tsv", tsv);
+        }
     }
     write_npy(tmp + "/spike_templates.npy", {N}, clu.data());
     write_npy(tmp + "/spike_clusters.npy", {N}, clu.data());
@@ -281,7 +320,13 @@ Summary run(const std::string& work_dir, const RunOptions& opt) {
         py += log::format("sample_rate = %.17g\n", info.fs);
         py += "dtype = " + py_quote(src.dtype) + "\n";
         py += "hp_filtered = False\n";
-        py += "dat_path = [" + (dat.empty() ? std::string() : py_quote(dat)) + "]\n";
+        if (!src.files.empty() && opt.dat_path.empty()) {   // phy reads a list of files as one recording
+            std::string list;
+            for (const auto& f : src.files) list += (list.empty() ? "" : ", ") + py_quote(f.path);
+            py += "dat_path = [" + list + "]\n";
+        } else {
+            py += "dat_path = [" + (dat.empty() ? std::string() : py_quote(dat)) + "]\n";
+        }
         write_file_atomic(tmp + "/params.py", py);
     }
 

@@ -175,6 +175,22 @@ void write_provenance(const std::string& path, const Provenance& p) {
     write_file_atomic(path, w.str() + "\n");
 }
 
+FileIdentity files_identity(const std::vector<std::string>& paths) {
+    KS_ASSERT(!paths.empty(), "files_identity: no files");
+    if (paths.size() == 1) return file_identity(paths[0]);
+    FileIdentity all;
+    all.path = paths[0];
+    std::string text;
+    for (const auto& p : paths) {
+        const FileIdentity id = file_identity(p);
+        all.size += id.size;
+        all.sampled = all.sampled || id.sampled;
+        text += std::to_string(id.size) + ":" + id.hash + ";";
+    }
+    all.hash = hex64(hash64(text.data(), text.size()));
+    return all;
+}
+
 StageRecord read_stage_record(const std::string& path, const std::string& rerun) {
     StageRecord r;
     r.path = path;

@@ -75,13 +75,15 @@ assert set(labels["cluster_KSLabel.tsv"]) <= {"good", "mua"}
 assert labels["cluster_group.tsv"] == labels["cluster_KSLabel.tsv"]
 # unwhitening as phy does it: whitening_mat_inv = inv(W + 1e-5 I)
 assert np.allclose(Wi, np.linalg.inv(W.astype(np.float64) + 1e-5 * np.eye(C)), rtol=1e-3, atol=1e-4)
-# the raw file, when there: its size fits n_channels_dat and the dtype
-for f in dat:
-    if os.path.exists(f):
+# the raw files, when there: each size fits n_channels_dat and the dtype; phy reads a list of files
+# as one recording, so the spikes lie within their total length
+if all(os.path.exists(f) for f in dat):
+    n_samp = 0
+    for f in dat:
         sz = os.path.getsize(f) - int(params["offset"])
         assert sz % (int(params["n_channels_dat"]) * np.dtype(params["dtype"]).itemsize) == 0
-        n_samp = sz // (int(params["n_channels_dat"]) * np.dtype(params["dtype"]).itemsize)
-        assert st.max() < n_samp, "a spike beyond the end of the recording"
+        n_samp += sz // (int(params["n_channels_dat"]) * np.dtype(params["dtype"]).itemsize)
+    assert st.max() < n_samp, "a spike beyond the end of the recording"
 
 if work:
     # ks-tools' promises: times = final times + imin; features = the spike's own matching features moved

@@ -12,6 +12,7 @@ setup_file() {
 
 setup() {
   common_setup
+  PY=${KS_PYTHON:-/usr/bin/python3}
   S=$BATS_FILE_TMPDIR/sim
   REF=$BATS_FILE_TMPDIR/ref
   MK="make --no-print-directory -f $KS_SOURCE_DIR/Makefile.pipeline KS_BIN=$KS_BIN_DIR REC=$S/recording.bin PROBE=$S/probe.json PARAMS=$S/params.json"
@@ -122,4 +123,41 @@ same_as_ref() {
   [ "$(ran ks-curate)" = 1 ] && [ "$(ran ks-filter)" = 0 ]
   run -0 $MK OUT=wj -j4
   same_as_ref wj
+}
+
+@test "several files sorted as one recording (REC list or folder): the same sorting, spikes split back per file" {
+  mkdir parts
+  "$PY" -c "
+import numpy as np
+x = np.fromfile('$S/recording.bin', dtype=np.int16).reshape(-1, 32)
+x[:100000].tofile('parts/a.bin'); x[100000:].tofile('parts/b.bin')"
+  run -0 $MK REC="parts/a.bin parts/b.bin" OUT=wl
+  same_as_ref wl
+  cmp "$REF/filter/filtered.bin" wl/filter/filtered.bin
+  run -0 $MK REC=parts OUT=wd
+  assert_output --partial "--rec parts/a.bin --rec parts/b.bin"
+  same_as_ref wd
+  run "$PY" - wl "$REF" <<'PY'
+import sys, numpy as np
+w, ref = sys.argv[1], sys.argv[2]
+t = np.load(ref + "/phy/spike_times.npy"); c = np.load(ref + "/phy/spike_clusters.npy")
+rows = [l.split("\t") for l in open(w + "/phy/per_file/files.tsv").read().splitlines()[1:]]
+assert [r[2:4] for r in rows] == [["0", "100000"], ["100000", "140000"]], rows
+for k, (first, n) in enumerate([(0, 100000), (100000, 140000)]):
+    ft = np.load(w + "/phy/per_file/file_%d/spike_times.npy" % k); fc = np.load(w + "/phy/per_file/file_%d/spike_clusters.npy" % k)
+    m = (t >= first) & (t < first + n)
+    assert np.array_equal(ft, t[m] - first) and np.array_equal(fc, c[m]) and int(rows[k][4]) == m.sum()
+    assert ft.min() >= 0 and ft.max() < n
+params = {}
+exec(open(w + "/phy/params.py").read(), {}, params)
+assert [p.split("/")[-1] for p in params["dat_path"]] == ["a.bin", "b.bin"], params
+print("ok")
+PY
+  assert_success
+  assert_output --partial "ok"
+  run "$PY" "$KS_SOURCE_DIR/tests/cli/phy_check.py" wl/phy wl
+  assert_success
+  # a different file set is another recording: everything reruns
+  run -0 $MK REC="parts/b.bin parts/a.bin" OUT=wl
+  [ "$(ran ks-filter)" = 1 ]
 }

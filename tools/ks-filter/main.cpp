@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     spec.usage = kUsage;
     spec.options = {
         {"--rec", "FILE", "raw recording (.bin, .dat, ...; SpikeGLX .meta / Open Ephys structure.oebin beside it are "
-                          "read), or - for raw samples on standard input (data_dtype, n_chan_bin from settings)"},
+                          "read), or - for raw samples on standard input (data_dtype, n_chan_bin from settings); "
+                          "repeated: the files are sorted as one recording, in the order given", true},
         {"--probe", "P", "probe: .json, .prb, .mat or a built-in name [DIR/probe.json]"},
         {"--stdout", "", "write the filtered samples to standard output: float32 little-endian, interleaved "
                          "(sample-major, probe channel order), one batch at a time"},
@@ -34,7 +35,11 @@ int main(int argc, char** argv) {
         "  cat data.bin | ks-filter --rec - --probe probe.json --set n_chan_bin=64 --stdout > filtered.f32\n";
     return ks::run_tool(spec, argc, argv, [](ks::Cli& cli) {
         ks::filter::Inputs in;
-        in.rec = cli.get("--rec");
+        const std::vector<std::string> recs = cli.get_all("--rec");
+        if (!recs.empty()) {
+            in.rec = recs[0];
+            in.more_recs.assign(recs.begin() + 1, recs.end());
+        }
         in.probe = cli.get("--probe");
         ks::filter::RunOptions opt;
         opt.work_dir = cli.work_dir();

@@ -1,5 +1,6 @@
 #include "inspect.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cerrno>
 #include <memory>
@@ -134,7 +135,8 @@ std::string probe_listing() {
 
 Summary run(Cli& cli) {
     Settings& settings = cli.settings();
-    const std::string rec_path = cli.get("--rec");
+    const std::vector<std::string> rec_paths = cli.get_all("--rec");
+    const std::string rec_path = rec_paths.empty() ? std::string() : rec_paths[0];
     const std::string probe_spec = cli.get("--probe");
     if (!cli.work_dir().empty() && (rec_path.empty() || probe_spec.empty()))
         throw Error(Exit::usage, "--work needs --rec and --probe (the run configuration names both)");
@@ -147,10 +149,34 @@ Summary run(Cli& cli) {
     std::unique_ptr<Probe> probe;
     if (!probe_spec.empty()) probe = std::make_unique<Probe>(Probe::load(probe_spec));
     std::unique_ptr<Recording> rec;
+    RecordingInfo rec_info;   // of the whole, when several files are one recording
     if (!rec_path.empty()) {
         if (!probe) throw Error(Exit::usage, "--rec needs --probe (which file rows are ephys channels, and where)");
         check_probe_against_metadata(meta, *probe);
-        rec = std::make_unique<Recording>(rec_path, settings, *probe);
+        if (rec_paths.size() == 1) {
+            rec = std::make_unique<Recording>(rec_path, settings, *probe);
+            rec_info = rec->info();
+        } else {
+            // Several files sorted as one (ks-filter's concatenation): each checked as a recording,
+            // tmin/tmax counted on the whole.
+            Settings whole(settings);
+            whole.set_from_string("tmin=0");
+            whole.set_from_string("tmax=inf");
+            int64_t total = 0;
+            for (const auto& p : rec_paths) {
+                Recording r(p, whole, *probe);
+                total += r.info().n_samples_file;
+                if (!rec) rec = std::make_unique<Recording>(std::move(r));
+            }
+            rec_info = rec->info();
+            rec_info.n_samples_file = total;
+            const double tmin = settings.get_float("tmin"), tmax = settings.get_float("tmax");
+            rec_info.imin = std::clamp<int64_t>(static_cast<int64_t>(std::llround(std::max(0.0, tmin) * rec_info.fs)), 0, total);
+            rec_info.imax = std::isinf(tmax) ? total : std::clamp<int64_t>(static_cast<int64_t>(std::llround(tmax * rec_info.fs)), 0, total);
+            if (rec_info.imax <= rec_info.imin)
+                throw Error(Exit::usage, "settings tmin/tmax: the sorted range of the " + std::to_string(rec_paths.size()) +
+                                             " files is empty");
+        }
     }
     const Device dev = Device::open(cli.device_name(), cli.threads());
 
@@ -161,9 +187,10 @@ Summary run(Cli& cli) {
     std::string& t = s.text;
     FileIdentity id;
     if (rec) {
-        const RecordingInfo& ri = rec->info();
-        id = file_identity(rec_path);
+        const RecordingInfo& ri = rec_info;
+        id = files_identity(rec_paths);
         t += log::format("recording   %s\n", ri.path.c_str());
+        for (size_t k = 1; k < rec_paths.size(); ++k) t += log::format("          + %s\n", rec_paths[k].c_str());
         t += log::format("            %s, %d channels in the file, %.6g Hz, %lld samples (%.2f s)\n", dtype_name(ri.dtype),
                          ri.n_chan_bin, ri.fs, static_cast<long long>(ri.n_samples_file),
                          static_cast<double>(ri.n_samples_file) / ri.fs);
@@ -176,6 +203,11 @@ Summary run(Cli& cli) {
         j.key("n_chan_bin").value(ri.n_chan_bin).key("fs").value(ri.fs);
         j.key("n_samples_file").value(ri.n_samples_file).key("imin").value(ri.imin).key("imax").value(ri.imax);
         j.key("duration_s").value(ri.duration_s());
+        if (rec_paths.size() > 1) {
+            j.key("files").begin_array();
+            for (const auto& p : rec_paths) j.value(absolute(p));
+            j.end_array();
+        }
         j.key("identity").begin_object().key("size").value(id.size).key("hash").value(id.hash).key("sampled").value(id.sampled).end_object();
         j.key("metadata").begin_object().key("source").value(meta.source).key("path").value(meta.source_path);
         j.key("uv_per_bit");
@@ -213,7 +245,15 @@ Summary run(Cli& cli) {
 
     if (!cli.work_dir().empty()) {
         const std::string work = cli.work_dir();
-        if (rec) preflight(work, rec->info().imax - rec->info().imin, probe->n_chan(), &s.text);
+        if (rec) preflight(work, rec_info.imax - rec_info.imin, probe->n_chan(), &s.text);
+        if (rec && dev.is_cuda()) {
+            // GPU memory: the matching and clustering buffers grow with the channels (about 2 GiB at 384).
+            const double need_gib = 0.5 + 1.5 * probe->n_chan() / 384.0;
+            if (gpu_info().memory_gib < need_gib)
+                log::warn("preflight: the GPU has %.1f GiB, the stages may need about %.1f GiB (use DEVICE=cpu if they fail)",
+                          gpu_info().memory_gib, need_gib);
+            s.text += log::format("            GPU memory: %.1f GiB (about %.1f GiB needed)\n", gpu_info().memory_gib, need_gib);
+        }
         write_if_changed(work + "/probe.json", probe->to_json() + "\n");
         write_if_changed(work + "/run.json", s.json);
         make_dir(work + "/config");

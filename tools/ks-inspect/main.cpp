@@ -21,7 +21,7 @@ int main(int argc, char** argv) {
     spec.name = "ks-inspect";
     spec.usage = kUsage;
     spec.options = {
-        {"--rec", "FILE", "recording (.bin, .dat, .raw, .bat); a SpikeGLX .meta or Open Ephys structure.oebin beside it supplies fs and n_chan_bin"},
+        {"--rec", "FILE", "recording (.bin, .dat, .raw, .bat); a SpikeGLX .meta or Open Ephys structure.oebin beside it supplies fs and n_chan_bin; repeated: files sorted as one recording", true},
         {"--probe", "P", "probe: .json (Kilosort4), .prb, .mat (Kilosort channel map) or a built-in name"},
         {"--json", "", "print the summary as JSON on stdout"},
         {"--list-settings", "", "list every setting: default, range, stage and description"},

@@ -19,6 +19,9 @@ struct FileIdentity {
 };
 
 FileIdentity file_identity(const std::string& path);  // throws Error(usage) naming a missing file
+// Identity of several files read as one recording, in order: one file's own identity; for more,
+// path = the first file's, size = the total, hash = hash64 over each file's "size:hash;" in order.
+FileIdentity files_identity(const std::vector<std::string>& paths);
 
 // 64-bit non-cryptographic hash (stable across platforms and versions).
 uint64_t hash64(const void* data, std::size_t n, uint64_t seed = 0);

@@ -32,6 +32,7 @@ struct Params {
 
 struct Inputs {
     std::string rec;     // the raw recording, or "-" for standard input (raw interleaved samples)
+    std::vector<std::string> more_recs;   // further files sorted as one recording with rec, in order
     std::string probe;   // probe file or built-in name; "" takes <work>/probe.json
 };
 
