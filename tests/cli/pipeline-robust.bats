@@ -16,6 +16,8 @@ setup() {
   S=$BATS_FILE_TMPDIR/sim
   REF=$BATS_FILE_TMPDIR/ref
   MK="make --no-print-directory -f $KS_SOURCE_DIR/Makefile.pipeline KS_BIN=$KS_BIN_DIR REC=$S/recording.bin PROBE=$S/probe.json PARAMS=$S/params.json"
+  # the same through scripts/ks-sort, which exits with the failed tool's code
+  SORT="$KS_SOURCE_DIR/scripts/ks-sort KS_BIN=$KS_BIN_DIR REC=$S/recording.bin PROBE=$S/probe.json PARAMS=$S/params.json"
 }
 
 ran() { grep -c "$1 --" <<<"$output" || true; }
@@ -40,6 +42,15 @@ same_as_ref() {
   run $MK OUT=w RECOMPUTE=clustering
   assert_failure
   assert_output --partial "RECOMPUTE=clustering is not a stage"
+  # editing the settings file reruns what the edit touches; touching it reruns nothing
+  "$PY" -c "import json; p = json.load(open('$S/params.json')); p['min_snr'] = 3; json.dump(p, open('mine.json', 'w'))"
+  run -0 make --no-print-directory -f "$KS_SOURCE_DIR/Makefile.pipeline" KS_BIN="$KS_BIN_DIR" REC="$S/recording.bin" \
+    PROBE="$S/probe.json" PARAMS=mine.json OUT=w
+  [ "$(ran ks-curate)" = 1 ] && [ "$(ran ks-cluster)" = 0 ] && [ "$(ran ks-filter)" = 0 ]
+  touch mine.json
+  run -0 make --no-print-directory -f "$KS_SOURCE_DIR/Makefile.pipeline" KS_BIN="$KS_BIN_DIR" REC="$S/recording.bin" \
+    PROBE="$S/probe.json" PARAMS=mine.json OUT=w
+  assert_output --partial "nothing to do"
 }
 
 @test "CANARY sorts the first seconds first, and stops with the real error before the long run" {
@@ -59,6 +70,8 @@ same_as_ref() {
   assert_failure
   assert_output --partial "preflight: w has"
   assert_output --partial "Error 5"
+  KS_PREFLIGHT_FREE_MB=1 run $SORT OUT=w
+  assert_failure 5
   [ ! -e w/filter ] && [ ! -e w/config ]
   run -0 "$KS_BIN_DIR/ks-inspect" --rec "$S/recording.bin" --probe "$S/probe.json" --params "$S/params.json" --work w
   assert_output --partial "preflight   disk:"
@@ -96,8 +109,8 @@ same_as_ref() {
   run bash -c "trap '' XFSZ; ulimit -f 200; exec \"$KS_BIN_DIR/ks-filter\" --rec \"$S/recording.bin\" --probe \"$S/probe.json\" --params \"$S/params.json\" --work w"
   assert_failure 5
   [ ! -e w/filter/filter.json ] && [ ! -e w/filter/filtered.bin ]
-  run bash -c "trap '' XFSZ; ulimit -f 200; exec $MK OUT=w2"
-  assert_failure
+  run bash -c "trap '' XFSZ; ulimit -f 200; exec $SORT OUT=w2"
+  assert_failure 5
   assert_output --partial "Error 5"
   [ ! -e w2/filter/filter.json ]
   run -0 $MK OUT=w2
@@ -112,8 +125,8 @@ same_as_ref() {
   local holder=$!
   sleep 0.3
   cp w/curate/curate.json curate.before
-  run $MK OUT=w SET="min_snr=3"
-  assert_failure
+  run $SORT OUT=w SET="min_snr=3"
+  assert_failure 6
   assert_output --partial "Error 6"
   assert_output --partial "in use by ks-cluster (pid 4242"
   cmp w/curate/curate.json curate.before
