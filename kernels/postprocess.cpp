@@ -1,8 +1,11 @@
-// Post-processing of the final clustering: CCG merges (§7.3) and spike positions (§7.6).
+// Post-processing of the final clustering: CCG merges (§7.3), and beyond Kilosort4 the merges of a drifting
+// neuron's pieces and of units found twice; spike positions (§7.6).
 #include "ks/kernels/postprocess.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <map>
 #include <numeric>
 
 #include "ks/error.hpp"
@@ -36,7 +39,23 @@ void shift_template(float* u, int C, int P, const float* wpca, int nt, int l) {
     }
 }
 
+// Bins of the spike-time profiles compared by the fragment rule: coarse enough that a steadily firing
+// neuron's profile is flat at a few hundred spikes, fine enough to see a drift step.
+constexpr int kOverlapBins = 24;
+
 }  // namespace
+
+double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins) {
+    if (a.empty() || b.empty() || bins < 1) return 0;
+    std::vector<double> ha(bins, 0.0), hb(bins, 0.0);
+    const double w = t1 > t0 ? (t1 - t0) / bins : 1;
+    auto bin_of = [&](double t) { return std::clamp(static_cast<int>((t - t0) / w), 0, bins - 1); };
+    for (double t : a) ha[bin_of(t)] += 1.0 / static_cast<double>(a.size());
+    for (double t : b) hb[bin_of(t)] += 1.0 / static_cast<double>(b.size());
+    double o = 0;
+    for (int i = 0; i < bins; ++i) o += std::min(ha[i], hb[i]);
+    return o;
+}
 
 MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                       std::vector<float>& U, int C, int P, const float* wpca, int nt, const MergeParams& p) {
@@ -50,61 +69,84 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
     }
     for (auto& t : train) std::sort(t.begin(), t.end());
     std::vector<char> is_ref(K, 0), alive(K, 1);
-    for (int k = 0; k < K; ++k) {
-        // As Kilosort4's CCG.refract: only clusters with more than 10 spikes over a nonzero span can be
-        // refractory, hence absorb others.
-        const auto& t = train[k];
-        if (t.size() <= 10 || t.back() == t.front()) continue;
-        is_ref[k] = ccg::acg_refractory(ccg::ccg_stats(t.data(), static_cast<int64_t>(t.size()), t.data(),
-                                                       static_cast<int64_t>(t.size()), true),
-                                        p.acg_threshold);
-    }
     MergeResult r;
     r.into.resize(K);
     std::iota(r.into.begin(), r.into.end(), 0);
     r.shift.assign(K, 0);
-    std::vector<int> order(K);
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return train[a].size() > train[b].size(); });
+    double t0 = INFINITY, t1 = -INFINITY;
+    for (const auto& t : train)
+        if (!t.empty()) t0 = std::min(t0, t.front()), t1 = std::max(t1, t.back());
     std::vector<float> sim;
     std::vector<int> lag;
-    for (int a : order) {
-        if (!is_ref[a] || !alive[a]) continue;
-        for (;;) {
-            match::template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
-            std::vector<int> cand;
-            for (int b = 0; b < K; ++b)
-                if (b != a && alive[b] && !train[b].empty() && sim[b] >= p.min_similarity) cand.push_back(b);
-            std::stable_sort(cand.begin(), cand.end(), [&](int x, int y) { return sim[x] > sim[y]; });
-            int merged = -1;
-            for (int b : cand) {
-                const ccg::Stats s = ccg::ccg_stats(train[a].data(), static_cast<int64_t>(train[a].size()), train[b].data(),
-                                                    static_cast<int64_t>(train[b].size()), false);
-                if (ccg::ccg_refractory(s, p.ccg_threshold)) {
-                    merged = b;
-                    break;
-                }
-            }
-            if (merged < 0) break;
-            // a centred at t0 + l matches b centred at t0: b's spikes are a's at t + l.
-            const int l = lag[merged];
-            shift_template(U.data() + merged * D, C, P, wpca, nt, l);
-            const double na = static_cast<double>(train[a].size()), nb = static_cast<double>(train[merged].size());
-            for (size_t i = 0; i < D; ++i)
-                U[a * D + i] = static_cast<float>((na * U[a * D + i] + nb * U[merged * D + i]) / (na + nb));
-            std::fill(U.begin() + merged * D, U.begin() + (merged + 1) * D, 0.f);
-            for (double& t : train[merged]) t += l / p.fs;
-            train[a].insert(train[a].end(), train[merged].begin(), train[merged].end());
-            std::sort(train[a].begin(), train[a].end());
-            train[merged].clear();
-            alive[merged] = 0;
-            for (int k = 0; k < K; ++k)
-                if (r.into[k] == merged) {
-                    r.into[k] = a;
-                    r.shift[k] += l;
-                }
-            ++r.n_merges;
+    // One walk: clusters by decreasing size, each refractory one absorbing, in decreasing similarity, the
+    // first candidate that `mergeable` accepts, then visited again with its new template.
+    auto walk = [&](double min_similarity, const std::function<bool(int, int, double)>& mergeable) {
+        for (int k = 0; k < K; ++k) {
+            // As Kilosort4's CCG.refract: only clusters with more than 10 spikes over a nonzero span can be
+            // refractory, hence absorb others.
+            const auto& t = train[k];
+            is_ref[k] = 0;
+            if (!alive[k] || t.size() <= 10 || t.back() == t.front()) continue;
+            is_ref[k] = ccg::acg_refractory(ccg::ccg_stats(t.data(), static_cast<int64_t>(t.size()), t.data(),
+                                                           static_cast<int64_t>(t.size()), true),
+                                            p.acg_threshold);
         }
+        std::vector<int> order(K);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int a, int b) { return train[a].size() > train[b].size(); });
+        int n = 0;
+        for (int a : order) {
+            if (!is_ref[a] || !alive[a]) continue;
+            for (;;) {
+                match::template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
+                std::vector<int> cand;
+                for (int b = 0; b < K; ++b)
+                    if (b != a && alive[b] && !train[b].empty() && sim[b] >= min_similarity) cand.push_back(b);
+                std::stable_sort(cand.begin(), cand.end(), [&](int x, int y) { return sim[x] > sim[y]; });
+                int merged = -1;
+                for (int b : cand)
+                    if (mergeable(a, b, sim[b])) {
+                        merged = b;
+                        break;
+                    }
+                if (merged < 0) break;
+                // a centred at t0 + l matches b centred at t0: b's spikes are a's at t + l.
+                const int l = lag[merged];
+                shift_template(U.data() + merged * D, C, P, wpca, nt, l);
+                const double na = static_cast<double>(train[a].size()), nb = static_cast<double>(train[merged].size());
+                for (size_t i = 0; i < D; ++i)
+                    U[a * D + i] = static_cast<float>((na * U[a * D + i] + nb * U[merged * D + i]) / (na + nb));
+                std::fill(U.begin() + merged * D, U.begin() + (merged + 1) * D, 0.f);
+                for (double& t : train[merged]) t += l / p.fs;
+                train[a].insert(train[a].end(), train[merged].begin(), train[merged].end());
+                std::sort(train[a].begin(), train[a].end());
+                train[merged].clear();
+                alive[merged] = 0;
+                for (int k = 0; k < K; ++k)
+                    if (r.into[k] == merged) {
+                        r.into[k] = a;
+                        r.shift[k] += l;
+                    }
+                ++n;
+            }
+        }
+        return n;
+    };
+    auto pair_stats = [&](int a, int b) {
+        return ccg::ccg_stats(train[a].data(), static_cast<int64_t>(train[a].size()), train[b].data(),
+                              static_cast<int64_t>(train[b].size()), false);
+    };
+    r.n_merges = walk(p.min_similarity,
+                      [&](int a, int b, double) { return ccg::ccg_refractory(pair_stats(a, b), p.ccg_threshold); });
+    if (p.fragment_similarity > 0) {
+        r.n_fragment_merges = walk(p.fragment_similarity, [&](int a, int b, double) {
+            if (time_overlap(train[a], train[b], t0, t1, kOverlapBins) > p.fragment_overlap) return false;
+            const ccg::Stats s = pair_stats(a, b);
+            // An empty correlogram (trains more than 0.5 s apart throughout) has no violations at all.
+            return ccg::undefined(s) || s.R12 < p.ccg_threshold;
+        });
+        r.n_merges += r.n_fragment_merges;
     }
     // Renumber the survivors in their order; drop the absorbed templates.
     std::vector<int32_t> renum(K, -1);
@@ -112,11 +154,137 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
     for (int k = 0; k < K; ++k)
         if (alive[k]) {
             renum[k] = r.K++;
+            r.kept.push_back(k);
             kept.insert(kept.end(), U.begin() + k * D, U.begin() + (k + 1) * D);
         }
     for (int32_t& t : r.into) t = renum[t];
     U.swap(kept);
     return r;
+}
+
+RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
+                                const std::vector<double>& unit_x, const std::vector<double>& unit_y,
+                                const std::vector<double>& unit_norm, const RedundantParams& p) {
+    KS_ASSERT(times.size() == labels.size() && unit_x.size() == static_cast<size_t>(K) &&
+                  unit_y.size() == static_cast<size_t>(K) && unit_norm.size() == static_cast<size_t>(K),
+              "redundant_merge: shapes");
+    const auto L = static_cast<int64_t>(std::floor(p.max_lag_ms * p.fs / 1000.0));
+    const auto tol = static_cast<int64_t>(std::floor(p.tolerance_ms * p.fs / 1000.0));
+    const size_t N = times.size();
+    std::vector<std::vector<size_t>> members(K);   // spike indices per unit, in time order
+    std::vector<size_t> order(N);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return times[a] < times[b]; });
+    for (size_t i : order) {
+        KS_ASSERT(labels[i] >= 0 && labels[i] < K, "redundant_merge: label out of range");
+        members[labels[i]].push_back(i);
+    }
+    const double d2max = p.max_distance_um * p.max_distance_um;
+    auto near = [&](int u, int v) {
+        const double dx = unit_x[u] - unit_x[v], dy = unit_y[u] - unit_y[v];
+        return dx * dx + dy * dy <= d2max;
+    };
+    // Lag histograms (t_v - t_u, u < v) of the pairs that meet within +-L samples.
+    std::map<std::pair<int, int>, std::vector<int32_t>> hist;
+    for (size_t a = 0; a < N; ++a) {
+        const size_t i = order[a];
+        for (size_t b = a + 1; b < N && times[order[b]] - times[i] <= L; ++b) {
+            const size_t j = order[b];
+            int u = labels[i], v = labels[j];
+            if (u == v || !near(u, v)) continue;
+            int64_t d = times[j] - times[i];
+            if (u > v) std::swap(u, v), d = -d;
+            auto& h = hist[{u, v}];
+            if (h.empty()) h.assign(static_cast<size_t>(2 * L + 1), 0);
+            ++h[static_cast<size_t>(d + L)];
+        }
+    }
+    struct Cand {
+        double frac;       // shared spikes / the smaller unit's count
+        int u, v, lag;     // v's shared spikes are u's at t + lag
+        int64_t shared;
+    };
+    std::vector<Cand> cand;
+    for (const auto& [key, h] : hist) {
+        int64_t best = -1, best_lag = 0;
+        for (int64_t l = -L; l <= L; ++l) {
+            int64_t c = 0;
+            for (int64_t d = std::max(-L, l - tol); d <= std::min(L, l + tol); ++d) c += h[static_cast<size_t>(d + L)];
+            if (c > best || (c == best && std::llabs(l) < std::llabs(best_lag))) best = c, best_lag = l;
+        }
+        // Windows that hold the same coincidences tie: the lag is their centre of mass instead.
+        if (best > 0) {
+            double m = 0;
+            for (int64_t d = std::max(-L, best_lag - tol); d <= std::min(L, best_lag + tol); ++d)
+                m += static_cast<double>(d) * h[static_cast<size_t>(d + L)];
+            best_lag = static_cast<int64_t>(std::llround(m / static_cast<double>(best)));
+        }
+        const auto nu = static_cast<int64_t>(members[key.first].size()), nv = static_cast<int64_t>(members[key.second].size());
+        const double frac = static_cast<double>(best) / static_cast<double>(std::min(nu, nv));
+        if (frac >= p.fraction) cand.push_back({frac, key.first, key.second, static_cast<int>(best_lag), best});
+    }
+    std::stable_sort(cand.begin(), cand.end(), [](const Cand& a, const Cand& b) { return a.frac > b.frac; });
+    // Union of the units found twice; off[k]: samples added to k's times to line them up with its root's.
+    std::vector<int> root(K);
+    std::iota(root.begin(), root.end(), 0);
+    std::vector<int64_t> off(K, 0);
+    RedundantResult rr;
+    MergeResult& r = rr.merge;
+    rr.drop.assign(N, 0);
+    for (const Cand& c : cand) {
+        // The owner of the shared spikes: the unit with the larger template.
+        const bool u_owns = unit_norm[c.u] >= unit_norm[c.v];
+        const int other = u_owns ? c.v : c.u;
+        const double frac_other = static_cast<double>(c.shared) / static_cast<double>(members[other].size());
+        if (frac_other < p.fraction) {
+            // A different neuron that also took some of the owner's spikes: drop those from it.
+            const auto& own = members[u_owns ? c.u : c.v];
+            const int64_t lag = u_owns ? c.lag : -c.lag;   // other's shared spikes are owner's at t + lag
+            std::vector<int64_t> ot(own.size());
+            for (size_t k = 0; k < own.size(); ++k) ot[k] = times[own[k]];
+            for (size_t i : members[other]) {
+                if (rr.drop[i]) continue;
+                const int64_t t = times[i] - lag;
+                const auto it = std::lower_bound(ot.begin(), ot.end(), t - tol);
+                if (it != ot.end() && *it <= t + tol) rr.drop[i] = 1, ++rr.n_dropped;
+            }
+            ++rr.n_dropped_pairs;
+            continue;
+        }
+        int ru = root[c.u], rv = root[c.v];
+        if (ru == rv) continue;
+        // t_v - lag ~ t_u, so v's group lines up with ru after off[w] - off[v] - lag + off[u]; the group
+        // holding the owner keeps its times.
+        int64_t delta = off[c.u] - off[c.v] - c.lag;   // added to rv's group
+        if (!u_owns) std::swap(ru, rv), delta = -delta;
+        for (int k = 0; k < K; ++k)
+            if (root[k] == rv) root[k] = ru, off[k] += delta;
+        ++r.n_merges;
+    }
+    std::vector<int32_t> renum(K, -1);
+    for (int k = 0; k < K; ++k)
+        if (root[k] == k) renum[k] = r.K++, r.kept.push_back(k);
+    r.into.resize(K);
+    r.shift.resize(K);
+    for (int k = 0; k < K; ++k) {
+        r.into[k] = renum[root[k]];
+        r.shift[k] = static_cast<int32_t>(off[k]);
+    }
+    // In a joined group, a spike of an absorbed unit within max_lag_ms of one of the survivor's (times
+    // lined up) is the same spike found twice with some jitter: one neuron cannot fire twice that fast.
+    for (int k = 0; k < K; ++k) {
+        if (root[k] == k) continue;
+        const auto& own = members[root[k]];
+        std::vector<int64_t> ot(own.size());
+        for (size_t i = 0; i < own.size(); ++i) ot[i] = times[own[i]];
+        for (size_t i : members[k]) {
+            if (rr.drop[i]) continue;
+            const int64_t t = times[i] + off[k];
+            const auto it = std::lower_bound(ot.begin(), ot.end(), t - L);
+            if (it != ot.end() && *it <= t + L) rr.drop[i] = 1, ++rr.n_dropped;
+        }
+    }
+    return rr;
 }
 
 void spike_position(const float* features, const int32_t* chans, int nC, int P, const std::vector<double>& xc,

@@ -101,6 +101,9 @@ StageParams StageParams::from(const Settings& s) {
     p.x_centers = s.is_none("x_centers") ? 0 : s.get_int("x_centers");
     p.ccg_threshold = s.get_float("ccg_threshold");
     p.acg_threshold = s.get_float("acg_threshold");
+    p.fragment_similarity = s.is_none("fragment_similarity") ? 0 : s.get_float("fragment_similarity");
+    p.fragment_overlap = s.get_float("fragment_overlap");
+    p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
     p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
     p.position_limit_um = s.get_float("position_limit");
     return p;
@@ -524,30 +527,74 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     mp.fs = fs_hz;
     mp.acg_threshold = p.acg_threshold;
     mp.ccg_threshold = p.ccg_threshold;
+    mp.fragment_similarity = p.fragment_similarity;
+    mp.fragment_overlap = p.fragment_overlap;
     const post::MergeResult mr = post::ccg_merge(times, cl.labels, cl.K, cl.wall, C, in.P, in.wpca.data(), in.nt, mp);
     sum.n_merges = mr.n_merges;
-    const int K = mr.K;
+    sum.n_fragment_merges = mr.n_fragment_merges;
+    int K = mr.K;
     std::vector<int64_t> t2(N);
     std::vector<int32_t> l2(N);
     for (int64_t i = 0; i < N; ++i) {
         t2[i] = times[i] + mr.shift[cl.labels[i]];
         l2[i] = mr.into[cl.labels[i]];
     }
-    // Time order (stable: ties keep the matching's order), then §7.4 duplicates.
-    std::vector<int64_t> order(N);
-    std::iota(order.begin(), order.end(), 0);
+    // Units that are the same spikes found twice (post::redundant_merge), judged at template peaks.
+    std::vector<uint8_t> redundant_drop;
+    if (p.redundant_fraction > 0) {
+        const size_t D = static_cast<size_t>(C) * in.P;
+        std::vector<double> ux(K), uy(K), unorm(K);
+        for (int k = 0; k < K; ++k) {
+            int best = 0;
+            double bn = -1, tot = 0;
+            for (int c = 0; c < C; ++c) {
+                double n = 0;
+                for (int q = 0; q < in.P; ++q) n += static_cast<double>(cl.wall[k * D + c * in.P + q]) * cl.wall[k * D + c * in.P + q];
+                tot += n;
+                if (n > bn) bn = n, best = c;
+            }
+            ux[k] = probe.xc[best];
+            uy[k] = probe.yc[best];
+            unorm[k] = std::sqrt(tot);
+        }
+        post::RedundantParams rp;
+        rp.fs = fs_hz;
+        rp.fraction = p.redundant_fraction;
+        const post::RedundantResult red = post::redundant_merge(t2, l2, K, ux, uy, unorm, rp);
+        const post::MergeResult& rr = red.merge;
+        for (int64_t i = 0; i < N; ++i) {
+            t2[i] += rr.shift[l2[i]];
+            l2[i] = rr.into[l2[i]];
+        }
+        redundant_drop = red.drop;
+        sum.n_redundant_dropped = red.n_dropped;
+        std::vector<float> kept_w;
+        for (int32_t k : rr.kept) kept_w.insert(kept_w.end(), cl.wall.begin() + k * D, cl.wall.begin() + (k + 1) * D);
+        KS_ASSERT(kept_w.size() == static_cast<size_t>(rr.K) * D, "redundant merge: templates");
+        cl.wall.swap(kept_w);
+        sum.n_redundant_merges = rr.n_merges;
+        sum.n_merges += rr.n_merges;
+        K = rr.K;
+    }
+    // Time order (stable: ties keep the matching's order) without the spikes found twice, then §7.4
+    // duplicates.
+    std::vector<int64_t> order;
+    order.reserve(N);
+    for (int64_t i = 0; i < N; ++i)
+        if (redundant_drop.empty() || !redundant_drop[i]) order.push_back(i);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return t2[a] < t2[b]; });
-    std::vector<int64_t> ts(N);
-    std::vector<int32_t> ls(N);
-    for (int64_t i = 0; i < N; ++i) {
+    const auto Nk = static_cast<int64_t>(order.size());
+    std::vector<int64_t> ts(Nk);
+    std::vector<int32_t> ls(Nk);
+    for (int64_t i = 0; i < Nk; ++i) {
         ts[i] = t2[order[i]];
         ls[i] = l2[order[i]];
     }
     const auto dup_samples = static_cast<int64_t>(p.duplicate_spike_ms * fs_hz / 1000.0);
-    const std::vector<uint8_t> kept = ccg::remove_duplicates(ts.data(), ls.data(), N, dup_samples);
+    const std::vector<uint8_t> kept = ccg::remove_duplicates(ts.data(), ls.data(), Nk, dup_samples);
     std::vector<int64_t> out_index, out_t;
     std::vector<int32_t> out_l, out_tmpl;
-    for (int64_t i = 0; i < N; ++i)
+    for (int64_t i = 0; i < Nk; ++i)
         if (kept[i]) {
             out_index.push_back(order[i]);
             out_t.push_back(std::clamp<int64_t>(ts[i], 0, INT64_MAX));
@@ -555,7 +602,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
             out_tmpl.push_back(stmpl[order[i]]);
         }
     const auto Nf = static_cast<int64_t>(out_index.size());
-    sum.n_duplicates = N - Nf;
+    sum.n_duplicates = Nk - Nf;
     sum.n_spikes = Nf;
     sum.n_clusters = K;
 
@@ -651,6 +698,9 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     j.key("n_clusters").value(K);
     j.key("n_clusters_before_merges").value(sum.n_before_merges);
     j.key("n_merges").value(sum.n_merges);
+    j.key("n_fragment_merges").value(sum.n_fragment_merges);
+    j.key("n_redundant_merges").value(sum.n_redundant_merges);
+    j.key("n_redundant_spikes_removed").value(sum.n_redundant_dropped);
     j.key("n_good").value(sum.n_good);
     j.key("n_groups").value(n_groups);
     j.key("largest_group").value(sum.largest_group);

@@ -128,6 +128,27 @@ std::vector<SettingSpec> build_table() {
         s.ks4 = false;  // not in Kilosort4's parameter table
         t.push_back(s);
     }
+    {
+        SettingSpec s = spec("fragment_similarity", T::Float, fv(0.8), 0, 1, {}, "", "final",
+                             "Merge pieces of one drifting neuron that fire at different times: template "
+                             "similarity at least this (None: Kilosort4's merges only).", true);
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
+        SettingSpec s = spec("fragment_overlap", T::Float, fv(0.35), 0, 1, {}, "", "final",
+                             "Most that two such pieces' firing over time may overlap (0: disjoint, 1: the same).");
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
+        SettingSpec s = spec("redundant_fraction", T::Float, fv(0.5), 0, 1, {}, "", "final",
+                             "Merge a unit into a larger one when at least this fraction of its spikes coincide "
+                             "with that unit's at a fixed lag within 1 ms: the same spikes found twice (None: off).",
+                             true);
+        s.ks4 = false;
+        t.push_back(s);
+    }
     // ---- postprocessing
     t.push_back(spec("duplicate_spike_ms", T::Float, fv(0.25), 0, kInf, {}, "postprocessing", "final",
                      "Spikes of one unit closer than this (ms) are duplicates and removed; 0 disables."));

@@ -107,11 +107,13 @@ idx = np.load(w + "spike_match_index.npy"); amp = np.load(w + "amplitudes.npy");
 W_ = np.load(w + "templates_pc.npy"); T = np.load(w + "templates.npy"); S = np.load(w + "similar_templates.npy")
 cp = np.load(w + "contam_pct.npy")
 N, K = len(t), W_.shape[0]
-assert N == e["n_spikes"] and K == e["n_clusters"] and N + e["n_duplicates_removed"] == e["n_matched_spikes"]
+assert N == e["n_spikes"] and K == e["n_clusters"]
+assert N + e["n_duplicates_removed"] + e["n_redundant_spikes_removed"] == e["n_matched_spikes"]
+assert e["n_fragment_merges"] + e["n_redundant_merges"] <= e["n_merges"]
 assert np.all(np.diff(t) >= 0) and c.min() >= 0 and c.max() == K - 1 and len(np.unique(c)) == K
 m_t = np.load(sys.argv[1] + "/match/spike_times.npy"); m_k = np.load(sys.argv[1] + "/match/spike_templates.npy")
 assert len(np.unique(idx)) == N and np.array_equal(m_k[idx], st)
-assert np.all(np.abs(t - m_t[idx]) <= 61)          # merges shift times by at most nt
+assert np.all(np.abs(t - m_t[idx]) <= 2 * 61)      # a CCG merge shifts by at most nt, a redundant one by 1 ms
 tF = np.load(sys.argv[1] + "/match/tF.npy")
 assert np.allclose(amp, np.sqrt((tF[idx].astype(np.float64) ** 2).sum((1, 2))), rtol=1e-4)
 probe = json.load(open(sys.argv[1] + "/probe.json"))

@@ -1,6 +1,7 @@
 #pragma once
 // Kilosort4's post-processing of the final clustering (kilosort4-algorithm.md §7.3, §7.6, §7.7):
-// merges of clusters that share a refractory period and look alike, spike positions, amplitudes.
+// merges of clusters that share a refractory period and look alike (and, beyond Kilosort4, of a drifting
+// neuron's pieces and of units that are the same spikes found twice), spike positions, amplitudes.
 // Duplicate removal, contamination and the good label are in ccg.hpp.
 #include <cstdint>
 #include <vector>
@@ -12,13 +13,22 @@ struct MergeParams {
     double acg_threshold = 0.2;    // a cluster absorbs others only when its own ACG is refractory
     double ccg_threshold = 0.25;   // the pair's CCG must be refractory
     double min_similarity = 0.5;   // candidates in decreasing template similarity down to this
+    // Second pass, beyond Kilosort4 (0 disables): a drifting neuron that the clustering cut into pieces
+    // active at different times. Kilosort4's CCG test cannot merge those: pieces that rarely fire in the
+    // same second leave the correlogram nearly empty, so its significance test (Q12 < 0.05) never passes.
+    // Merged here when the templates are at least this similar, the pair shows no refractory violations
+    // beyond ccg_threshold (R12 only) and their firing over time overlaps at most fragment_overlap.
+    double fragment_similarity = 0;
+    double fragment_overlap = 0.35;  // histogram intersection of the two spike-time profiles (0..1)
 };
 
 struct MergeResult {
     int K = 0;                       // clusters after the merges, renumbered 0..K-1 keeping their order
     std::vector<int32_t> into;       // per input cluster: the output cluster it is now part of
     std::vector<int32_t> shift;      // per input cluster: samples added to its spike times (0 unless absorbed)
+    std::vector<int32_t> kept;       // per output cluster: the input cluster that survives as it
     int n_merges = 0;
+    int n_fragment_merges = 0;       // of n_merges, those of the second pass
 };
 
 // §7.3. times: spike times (samples) of every spike, any order; labels: 0..K-1. U: K x C x P templates
@@ -26,13 +36,47 @@ struct MergeResult {
 // template shifted in time to line up). Clusters are visited by decreasing spike count; only clusters
 // with a refractory ACG absorb; candidates in decreasing similarity; the first whose CCG with the
 // cluster is refractory is merged, its spike times shifted by the similarity's best lag, and the same
-// cluster is visited again. The caller applies `into` and `shift` to the spikes.
+// cluster is visited again. Then, when p.fragment_similarity > 0, the same walk again with the fragment
+// rule (MergeParams). The caller applies `into` and `shift` to the spikes.
 MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                       std::vector<float>& U, int C, int P, const float* wpca, int nt, const MergeParams& p);
 
 // §7.6: a spike's position is the mean of its channels' positions weighted by the norm of its features
 // there (features nC x P on channels chans[0..nC), chans[0] its template's peak channel); channels farther
 // than position_limit_um from chans[0], or -1, weigh 0. All weights 0: the peak channel's position.
+// Beyond Kilosort4: units that are the same spikes detected twice. When a neuron's footprint is wider
+// than one template's channels, the matching can fit two templates to each of its spikes, giving two
+// units whose spikes coincide at a fixed lag (SpikeInterface's remove_redundant_units finds the same).
+struct RedundantParams {
+    double fs = 30000;
+    double fraction = 0.5;        // merged when at least this fraction of the smaller unit's spikes coincide
+    double max_lag_ms = 1.0;      // the fixed lag is searched within +-max_lag_ms
+    double tolerance_ms = 0.1;    // a coincidence: within +-tolerance_ms of that lag
+    double max_distance_um = 200; // only units whose templates peak this close are compared
+};
+
+struct RedundantResult {
+    MergeResult merge;               // as ccg_merge's; templates are not touched (the survivor keeps its own)
+    std::vector<uint8_t> drop;       // per spike: a second detection of another unit's spike, removed
+    int n_dropped_pairs = 0;         // unit pairs resolved by dropping the shared spikes
+    int64_t n_dropped = 0;
+};
+
+// times/labels as ccg_merge's (any order); unit_x/unit_y: each cluster's template peak position (µm);
+// unit_norm: its template's norm. Pairs whose shared spikes (at their best lag) are at least p.fraction
+// of the smaller unit's, in decreasing fraction. The shared spikes belong to the unit with the larger
+// template (the owner). When they are at least p.fraction of the other unit too, that unit is the same
+// neuron seen twice and joins the owner (its times shifted by the lag, so duplicate removal then drops
+// one of each shared spike); otherwise the other unit is a different neuron that also picked up some of
+// the owner's spikes, and only those are dropped.
+RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
+                                const std::vector<double>& unit_x, const std::vector<double>& unit_y,
+                                const std::vector<double>& unit_norm, const RedundantParams& p);
+
+// Histogram intersection of two spike-time profiles over `bins` equal bins of [t0, t1] (each profile
+// normalised to sum 1): 1 for the same firing over time, 0 for trains active at disjoint times.
+double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins);
+
 void spike_position(const float* features, const int32_t* chans, int nC, int P, const std::vector<double>& xc,
                     const std::vector<double>& yc, double position_limit_um, double* x_um, double* y_um);
 

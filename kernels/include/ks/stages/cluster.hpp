@@ -23,6 +23,8 @@ struct StageParams {
     int64_t x_centers = 0;      // 0 = from the channel density (Kilosort4's histogram rule), per shank
     // Final mode only.
     double ccg_threshold = 0.25, acg_threshold = 0.2;
+    double fragment_similarity = 0.8, fragment_overlap = 0.35;   // second merge pass (post::MergeParams)
+    double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
     static StageParams from(const Settings& settings);
 };
@@ -50,6 +52,8 @@ struct Summary {
     int64_t largest_group = 0;
     // Final mode.
     int n_before_merges = 0, n_merges = 0, n_good = 0;
+    int n_fragment_merges = 0, n_redundant_merges = 0;   // of n_merges
+    int64_t n_redundant_dropped = 0;                      // spikes removed as another unit's, found twice
     int64_t n_duplicates = 0;
 };
 

@@ -1,0 +1,210 @@
+// The final clustering's merges beyond Kilosort4 (kernels/postprocess.hpp): pieces of one drifting neuron
+// firing at different times (the fragment pass of ccg_merge) and units that are the same spikes found
+// twice (redundant_merge), on spike trains whose answer is known, with the cases that must not merge.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "ks/kernels/postprocess.hpp"
+
+namespace {
+
+using ks::post::MergeParams;
+using ks::post::RedundantParams;
+
+constexpr double kFs = 30000;
+constexpr int kC = 4, kP = 3, kNt = 61;
+
+// Spike times (samples) of a neuron firing at `rate` Hz over [t0, t1) s with a 2 ms dead time.
+std::vector<int64_t> neuron(double rate, double t0, double t1, std::mt19937_64& rng) {
+    std::exponential_distribution<double> e(rate);
+    std::vector<int64_t> t;
+    for (double x = t0 + e(rng); x < t1; x += 0.002 + e(rng)) t.push_back(static_cast<int64_t>(x * kFs));
+    return t;
+}
+
+// A temporal basis (P x nt) of smooth, distinct shapes, and a template per cluster on the first channels.
+std::vector<float> basis() {
+    std::vector<float> w(static_cast<size_t>(kP) * kNt);
+    for (int p = 0; p < kP; ++p)
+        for (int t = 0; t < kNt; ++t) {
+            const double x = (t - 20.0) / 6.0;
+            w[p * kNt + t] = static_cast<float>(std::exp(-x * x / 2) * std::cos(p * x));
+        }
+    return w;
+}
+
+std::vector<float> templates(const std::vector<std::vector<float>>& per_cluster) {
+    std::vector<float> U;
+    for (const auto& u : per_cluster) U.insert(U.end(), u.begin(), u.end());
+    return U;
+}
+
+// Channel c carries amplitude amp[c] of the first basis shape.
+std::vector<float> tmpl(std::vector<float> amp) {
+    std::vector<float> u(static_cast<size_t>(kC) * kP, 0.f);
+    for (int c = 0; c < kC; ++c) u[c * kP] = amp[c];
+    return u;
+}
+
+void add(std::vector<int64_t>* times, std::vector<int32_t>* labels, const std::vector<int64_t>& t, int label) {
+    times->insert(times->end(), t.begin(), t.end());
+    labels->insert(labels->end(), t.size(), label);
+}
+
+TEST(TimeOverlap, SameFiringIsOneAndDisjointFiringIsZero) {
+    std::vector<double> a, b, c;
+    for (int i = 0; i < 1000; ++i) a.push_back(i * 0.12), b.push_back(i * 0.12 + 0.05);
+    for (int i = 0; i < 500; ++i) c.push_back(60 + i * 0.12);
+    EXPECT_NEAR(ks::post::time_overlap(a, b, 0, 120, 24), 1.0, 0.01);
+    std::vector<double> first(a.begin(), a.begin() + 500);
+    EXPECT_NEAR(ks::post::time_overlap(first, c, 0, 120, 24), 0.0, 1e-12);
+    EXPECT_NEAR(ks::post::time_overlap(a, c, 0, 120, 24), 0.5, 0.01);
+}
+
+// A neuron that drifted: the clustering gave its first and second minute as two units with the same
+// template. Kilosort4's test cannot merge them (no correlogram); the fragment pass does.
+TEST(FragmentMerge, JoinsPiecesFiringAtDifferentTimes) {
+    std::mt19937_64 rng(1);
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, neuron(8, 0, 60, rng), 0);
+    add(&times, &labels, neuron(8, 60, 120, rng), 1);
+    const std::vector<float> w = basis();
+    MergeParams p;
+    p.fs = kFs;
+    p.fragment_similarity = 0;   // Kilosort4's merges only
+    std::vector<float> U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
+    ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p);
+    EXPECT_EQ(r.K, 2);
+    EXPECT_EQ(r.n_merges, 0);
+
+    p.fragment_similarity = 0.8;
+    U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
+    r = ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p);
+    EXPECT_EQ(r.K, 1);
+    EXPECT_EQ(r.n_merges, 1);
+    EXPECT_EQ(r.n_fragment_merges, 1);
+    EXPECT_EQ(r.into[0], 0);
+    EXPECT_EQ(r.into[1], 0);
+    EXPECT_EQ(r.shift[1], 0);   // same template: no lag
+    EXPECT_EQ(U.size(), static_cast<size_t>(kC) * kP);
+}
+
+TEST(FragmentMerge, KeepsNeuronsFiringTogetherAndUnlikeTemplatesApart) {
+    std::mt19937_64 rng(2);
+    const std::vector<float> w = basis();
+    MergeParams p;
+    p.fs = kFs;
+    p.fragment_similarity = 0.8;
+    {
+        // Two neurons with the same template firing throughout: their firing overlaps and their
+        // correlogram has no refractory dip.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(10, 0, 120, rng), 0);
+        add(&times, &labels, neuron(10, 0, 120, rng), 1);
+        std::vector<float> U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
+        const ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p);
+        EXPECT_EQ(r.K, 2);
+    }
+    {
+        // Disjoint in time but on other channels: not one neuron.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(8, 0, 60, rng), 0);
+        add(&times, &labels, neuron(8, 60, 120, rng), 1);
+        std::vector<float> U = templates({tmpl({5, 3, 0, 0}), tmpl({0, 0, 3, 5})});
+        const ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p);
+        EXPECT_EQ(r.K, 2);
+    }
+}
+
+RedundantParams redundant_params() {
+    RedundantParams p;
+    p.fs = kFs;
+    return p;
+}
+
+// Unit 1 is unit 0 found a second time (70% of unit 0's spikes, 5 samples later, with a little jitter)
+// plus a few spikes of its own: it joins unit 0, shifted back by the lag, and its copies are dropped.
+TEST(RedundantMerge, JoinsTheSameNeuronFoundTwice) {
+    std::mt19937_64 rng(3);
+    const std::vector<int64_t> a = neuron(10, 0, 100, rng);
+    std::vector<int64_t> b;
+    std::uniform_real_distribution<double> u(0, 1);
+    std::uniform_int_distribution<int> jitter(-2, 2);
+    int copies = 0;
+    for (int64_t t : a)
+        if (u(rng) < 0.7) b.push_back(t + 5 + jitter(rng)), ++copies;
+    const std::vector<int64_t> own = neuron(1, 0, 100, rng);
+    b.insert(b.end(), own.begin(), own.end());
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, a, 0);
+    add(&times, &labels, b, 1);
+    const ks::post::RedundantResult r =
+        ks::post::redundant_merge(times, labels, 2, {0, 0}, {100, 140}, {10, 4}, redundant_params());
+    EXPECT_EQ(r.merge.K, 1);
+    EXPECT_EQ(r.merge.n_merges, 1);
+    EXPECT_EQ(r.merge.into[1], 0);
+    EXPECT_EQ(r.merge.shift[1], -5);
+    ASSERT_EQ(r.merge.kept.size(), 1u);
+    EXPECT_EQ(r.merge.kept[0], 0);
+    EXPECT_EQ(r.n_dropped_pairs, 0);
+    // Every copy is dropped (it lies within 1 ms of its original), and none of unit 0's spikes.
+    int64_t dropped_a = 0, dropped_b = 0;
+    for (size_t i = 0; i < times.size(); ++i) (labels[i] == 0 ? dropped_a : dropped_b) += r.drop[i];
+    EXPECT_EQ(dropped_a, 0);
+    EXPECT_GE(dropped_b, copies);
+    EXPECT_LE(dropped_b, copies + 5);   // and at most a few of its own that fell by chance that close
+    EXPECT_EQ(r.n_dropped, dropped_b);
+}
+
+// Unit 1 is another neuron (1000 spikes of its own) that also took 300 of unit 0's 400 spikes: those
+// are dropped from it and nothing is merged.
+TEST(RedundantMerge, DropsOnlyTheSharedSpikesOfAnotherNeuron) {
+    std::mt19937_64 rng(4);
+    const std::vector<int64_t> a = neuron(4, 0, 100, rng);
+    std::vector<int64_t> b = neuron(10, 0, 100, rng);
+    std::vector<char> copied(a.size(), 0);
+    std::uniform_real_distribution<double> u(0, 1);
+    int copies = 0;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (u(rng) < 0.75) b.push_back(a[i]), copied[i] = 1, ++copies;
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, a, 0);
+    add(&times, &labels, b, 1);
+    const ks::post::RedundantResult r =
+        ks::post::redundant_merge(times, labels, 2, {0, 0}, {100, 100}, {10, 4}, redundant_params());
+    EXPECT_EQ(r.merge.K, 2);
+    EXPECT_EQ(r.merge.n_merges, 0);
+    EXPECT_EQ(r.n_dropped_pairs, 1);
+    int64_t dropped_a = 0, dropped_b = 0;
+    for (size_t i = 0; i < times.size(); ++i) (labels[i] == 0 ? dropped_a : dropped_b) += r.drop[i];
+    EXPECT_EQ(dropped_a, 0);
+    EXPECT_GE(dropped_b, copies);
+    EXPECT_LE(dropped_b, copies + 5);
+}
+
+TEST(RedundantMerge, LeavesIndependentAndDistantUnitsAlone) {
+    std::mt19937_64 rng(5);
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    const std::vector<int64_t> a = neuron(10, 0, 100, rng);
+    add(&times, &labels, a, 0);
+    add(&times, &labels, neuron(10, 0, 100, rng), 1);   // independent, same place
+    add(&times, &labels, a, 2);                          // unit 0 again, but 500 µm away: not compared
+    const ks::post::RedundantResult r =
+        ks::post::redundant_merge(times, labels, 3, {0, 0, 0}, {100, 120, 600}, {10, 8, 6}, redundant_params());
+    EXPECT_EQ(r.merge.K, 3);
+    EXPECT_EQ(r.n_dropped, 0);
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(r.merge.into[k], k);
+}
+
+}  // namespace
