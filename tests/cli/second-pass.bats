@@ -149,6 +149,24 @@ PY
   assert_success
 }
 
+@test "the merges beyond Kilosort4 can be switched off, and switched on they lose no well-detected unit" {
+  cp -r "$W" wk
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wk --final -q --set fragment_similarity=None --set redundant_fraction=None
+  run -0 "$KS_BIN_DIR/ks-score" --gt "$SIM" --sorting "$W/final" --json on.json
+  run -0 "$KS_BIN_DIR/ks-score" --gt "$SIM" --sorting wk/final --json off.json
+  run "$PY" - "$W/final/final.json" wk/final/final.json on.json off.json <<'PY'
+import sys, json
+on, off = (json.load(open(f))["extra"] for f in sys.argv[1:3])
+assert off["n_fragment_merges"] == 0 and off["n_redundant_merges"] == 0 and off["n_redundant_spikes_removed"] == 0, off
+assert on["n_merges"] >= off["n_merges"] and on["n_clusters"] <= off["n_clusters"], (on, off)
+son, soff = (json.load(open(f))["summary"] for f in sys.argv[3:5])
+print("on", on["n_clusters"], son["n_well_detected"], "off", off["n_clusters"], soff["n_well_detected"])
+assert son["n_well_detected"] >= soff["n_well_detected"], (son, soff)
+assert son["n_redundant"] <= soff["n_redundant"], (son, soff)
+PY
+  assert_success
+}
+
 @test "ks-cluster --final gives the same bytes with one thread" {
   cp -r "$W" w1
   run -0 "$KS_BIN_DIR/ks-cluster" --work w1 --final -q --threads 1
