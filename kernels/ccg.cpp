@@ -15,6 +15,17 @@ constexpr double kBin = 1e-3;
 
 }  // namespace
 
+double poisson_cdf(double n, double lam) {
+    if (!(lam > 0)) return 1;
+    const double k_max = std::floor(n + 1e-9);
+    if (k_max < 0) return 0;
+    // Far above the mean the tail is 1 to double precision; the sum below would only cost time.
+    if (k_max > lam + 40 * std::sqrt(lam) + 40) return 1;
+    double total = 0;
+    for (double k = 0; k <= k_max; ++k) total += std::exp(k * std::log(lam) - lam - std::lgamma(k + 1));
+    return std::min(total, 1.0);
+}
+
 Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool acg) {
     (void)acg;   // the i == j pairs need no special case: they fall in lag 0 like any other pair
     Stats s;
@@ -47,15 +58,17 @@ Stats ccg_stats(const double* a, int64_t na, const double* b, int64_t nb, bool a
     s.R01 = std::max(near_l / (40 * kBin * rate), near_r / (40 * kBin * rate));
     s.Q00 = std::max({near_l / 40, near_r / 40, far / 499});
     K[kBins] = 0;
-    double rmin = INFINITY, qmin = INFINITY;
+    double rmin = INFINITY, qmin = INFINITY, qexact = INFINITY;
     for (int i = 1; i <= 10; ++i) {
         const double c = sum(-i, i);
         rmin = std::min(rmin, c / (2 * i * kBin * rate));
         const double n = c / 2, lam = s.Q00 * i;
         qmin = std::min(qmin, 0.5 * (1 + std::erf((n - lam) / std::sqrt(1e-10 + 2 * lam))));
+        qexact = std::min(qexact, poisson_cdf(n, lam));
     }
     s.R12 = rmin / (1e-10 + std::max(s.R00, s.R01));
     s.Q12 = qmin;
+    s.Q12_poisson = qexact;
     return s;
 }
 
@@ -65,6 +78,10 @@ bool undefined(const Stats& s) { return s.R00 == 0 && s.R01 == 0 && s.Q12 == 0; 
 
 bool acg_refractory(const Stats& s, double acg_threshold) {
     return !undefined(s) && s.R12 < acg_threshold && s.Q12 < 0.2;
+}
+
+bool acg_refractory_poisson(const Stats& s, double acg_threshold) {
+    return !undefined(s) && s.R12 < acg_threshold && s.Q12_poisson < 0.2;
 }
 
 bool ccg_refractory(const Stats& s, double ccg_threshold) {
@@ -95,7 +112,7 @@ std::vector<uint8_t> remove_duplicates(const int64_t* t, const int32_t* clu, int
 }
 
 void contamination(const int64_t* t, const int32_t* clu, int64_t n, int K, double fs, double acg_threshold,
-                   std::vector<double>* contam_pct, std::vector<uint8_t>* good) {
+                   std::vector<double>* contam_pct, std::vector<uint8_t>* good, bool exact_tail) {
     std::vector<std::vector<double>> train(K);
     for (int64_t i = 0; i < n; ++i) {
         KS_ASSERT(clu[i] >= 0 && clu[i] < K, "contamination: cluster out of range");
@@ -110,7 +127,7 @@ void contamination(const int64_t* t, const int32_t* clu, int64_t n, int K, doubl
         const auto ns = static_cast<int64_t>(s.size());
         const Stats st = ccg_stats(s.data(), ns, s.data(), ns, true);
         (*contam_pct)[k] = 100 * st.R12;
-        (*good)[k] = acg_refractory(st, acg_threshold) ? 1 : 0;
+        (*good)[k] = (exact_tail ? acg_refractory_poisson(st, acg_threshold) : acg_refractory(st, acg_threshold)) ? 1 : 0;
     }
 }
 

@@ -104,6 +104,7 @@ StageParams StageParams::from(const Settings& s) {
     p.fragment_similarity = s.is_none("fragment_similarity") ? 0 : s.get_float("fragment_similarity");
     p.fragment_overlap = s.get_float("fragment_overlap");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
+    p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
     p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
     p.position_limit_um = s.get_float("position_limit");
     return p;
@@ -609,7 +610,8 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     // §7.5 contamination and the good label.
     std::vector<double> contam;
     std::vector<uint8_t> good;
-    ccg::contamination(out_t.data(), out_l.data(), Nf, K, fs_hz, p.acg_threshold, &contam, &good);
+    ccg::contamination(out_t.data(), out_l.data(), Nf, K, fs_hz, p.acg_threshold, &contam, &good,
+                       p.exact_refractory_test);
     for (uint8_t g : good) sum.n_good += g ? 1 : 0;
 
     // §7.6/7.7 per matched spike from its features (streamed), then taken in the final order.

@@ -149,6 +149,14 @@ std::vector<SettingSpec> build_table() {
         s.ks4 = false;
         t.push_back(s);
     }
+    {
+        SettingSpec s = spec("refractory_test", T::String, sv("poisson"), 0, 0, {}, "", "final",
+                             "Significance of a unit's refractory dip for the 'good' label: poisson (the exact "
+                             "Poisson tail) or normal (Kilosort4's normal approximation, lenient on small units).");
+        s.choices = {"poisson", "normal"};
+        s.ks4 = false;
+        t.push_back(s);
+    }
     // ---- postprocessing
     t.push_back(spec("duplicate_spike_ms", T::Float, fv(0.25), 0, kInf, {}, "postprocessing", "final",
                      "Spikes of one unit closer than this (ms) are duplicates and removed; 0 disables."));

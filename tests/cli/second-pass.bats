@@ -447,3 +447,28 @@ PY
   run -0 "$KS_BIN_DIR/ks-curate" --work wb -q --set acg_threshold=0.1
   run -0 "$KS_BIN_DIR/ks-report" --work wb -q --set acg_threshold=0.1
 }
+
+@test "refractory_test=normal is Kilosort4's good label: a superset of the exact test's, the rest small units" {
+  cp -r "$W" wn
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wn --final -q --set refractory_test=normal
+  run "$PY" - "$W/final" wn/final <<'PY'
+import sys, numpy as np
+def labels(d):
+    rows = [l.split("\t") for l in open(d + "/cluster_KSLabel.tsv").read().split("\n")[1:] if l.strip()]
+    return {int(a): b for a, b in rows}
+pois, norm = labels(sys.argv[1]), labels(sys.argv[2])
+assert pois.keys() == norm.keys()   # the same units: only the label differs
+for d in sys.argv[1:]:
+    assert (np.load(d + "/contam_pct.npy") == np.load(sys.argv[1] + "/contam_pct.npy")).all()
+gp = {k for k, v in pois.items() if v == "good"}; gn = {k for k, v in norm.items() if v == "good"}
+cl = np.load(sys.argv[1] + "/spike_clusters.npy"); n = np.bincount(cl, minlength=len(pois))
+print("good: exact", len(gp), "normal", len(gn), "spikes of the units only normal calls good:", sorted(n[list(gn - gp)]))
+assert gp <= gn and len(gp) > 0, (gp, gn)
+# what only the normal approximation calls good are units too small to show a refractory period
+assert all(n[k] < np.median(n[list(gp)]) for k in gn - gp), (n, gn - gp)
+PY
+  assert_success
+  run "$KS_BIN_DIR/ks-cluster" --work wn --final -q --set refractory_test=exact
+  assert_failure 2
+  assert_output --partial "refractory_test"
+}

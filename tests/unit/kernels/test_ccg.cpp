@@ -260,3 +260,47 @@ TEST(Ccg, ContaminationAndGoodLabel) {
 }
 
 }  // namespace
+
+TEST(Ccg, PoissonTail) {
+    using ks::ccg::poisson_cdf;
+    EXPECT_NEAR(poisson_cdf(0, 1), std::exp(-1.0), 1e-12);
+    EXPECT_NEAR(poisson_cdf(2, 1.5), std::exp(-1.5) * (1 + 1.5 + 1.125), 1e-12);
+    EXPECT_NEAR(poisson_cdf(2.5, 1.5), poisson_cdf(2, 1.5), 1e-15);   // n counts whole events
+    EXPECT_NEAR(poisson_cdf(100, 100), 0.526562, 1e-5);               // scipy.stats.poisson.cdf(100, 100)
+    EXPECT_EQ(poisson_cdf(-1, 2), 0.0);
+    EXPECT_EQ(poisson_cdf(5, 0), 1.0);
+    EXPECT_EQ(poisson_cdf(1e6, 3), 1.0);
+}
+
+TEST(Ccg, GoodLabelWithTheExactTailNeedsEvidence) {
+    const double fs = 30000;
+    // 30 spikes every 200 ms: no lag under 200 ms, so R12 = 0; the only filled far-shoulder bins are ±400 ms
+    // (28 pairs each way), Q00 = 56/499 and the best window (±10 ms) expects lambda = 10 Q00 = 1.12 pairs.
+    // Seeing none has probability e^-1.12 = 0.33: no evidence of a refractory period at 0.2, although
+    // Kilosort4's normal approximation, ½ erfc(√(lambda/2)) = 0.14, calls the unit good.
+    std::vector<int64_t> t;
+    for (int i = 0; i < 30; ++i) t.push_back(6000 * i);
+    std::vector<double> s;
+    for (int64_t v : t) s.push_back(static_cast<double>(v) / fs);
+    const Stats st = stats_of(s, s, true);
+    EXPECT_EQ(st.R12, 0.0);
+    EXPECT_NEAR(st.Q00, 56.0 / 499, 1e-12);
+    EXPECT_NEAR(st.Q12, 0.5 * std::erfc(std::sqrt(5 * 56.0 / 499)), 1e-9);
+    EXPECT_NEAR(st.Q12_poisson, std::exp(-10 * 56.0 / 499), 1e-9);
+    EXPECT_TRUE(ks::ccg::acg_refractory(st, 0.2));
+    EXPECT_FALSE(ks::ccg::acg_refractory_poisson(st, 0.2));
+    const std::vector<int32_t> c(t.size(), 0);
+    std::vector<double> pct;
+    std::vector<uint8_t> good;
+    ks::ccg::contamination(t.data(), c.data(), static_cast<int64_t>(t.size()), 1, fs, 0.2, &pct, &good, false);
+    EXPECT_TRUE(good[0]);
+    ks::ccg::contamination(t.data(), c.data(), static_cast<int64_t>(t.size()), 1, fs, 0.2, &pct, &good, true);
+    EXPECT_FALSE(good[0]);
+    EXPECT_EQ(pct[0], 0.0);   // the contamination estimate itself is unchanged
+    // A well-sampled refractory unit passes both tests, a Poisson one neither.
+    std::mt19937_64 rng(11);
+    const Train r = train(10, 200, 0.003, rng), p = train(10, 200, 0, rng);
+    const Stats sr = stats_of(r, r, true), sp = stats_of(p, p, true);
+    EXPECT_TRUE(ks::ccg::acg_refractory_poisson(sr, 0.2)) << sr.Q12_poisson;
+    EXPECT_FALSE(ks::ccg::acg_refractory_poisson(sp, 0.2)) << sp.Q12_poisson;
+}
