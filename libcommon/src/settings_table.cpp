@@ -150,9 +150,9 @@ std::vector<SettingSpec> build_table() {
         t.push_back(s);
     }
     {
-        SettingSpec s = spec("refractory_test", T::String, sv("poisson"), 0, 0, {}, "", "final",
-                             "Significance of a unit's refractory dip for the 'good' label: poisson (the exact "
-                             "Poisson tail) or normal (Kilosort4's normal approximation, lenient on small units).");
+        SettingSpec s = spec("refractory_test", T::String, sv("normal"), 0, 0, {}, "", "final",
+                             "Significance of a unit's refractory dip for the 'good' label: normal (Kilosort4's "
+                             "normal approximation, lenient on small units) or poisson (the exact Poisson tail).");
         s.choices = {"poisson", "normal"};
         s.ks4 = false;
         t.push_back(s);

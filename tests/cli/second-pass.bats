@@ -448,10 +448,10 @@ PY
   run -0 "$KS_BIN_DIR/ks-report" --work wb -q --set acg_threshold=0.1
 }
 
-@test "refractory_test=normal is Kilosort4's good label: a superset of the exact test's, the rest small units" {
+@test "refractory_test=poisson: the good units are a subset of Kilosort4's label, what it drops small units" {
   cp -r "$W" wn
-  run -0 "$KS_BIN_DIR/ks-cluster" --work wn --final -q --set refractory_test=normal
-  run "$PY" - "$W/final" wn/final <<'PY'
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wn --final -q --set refractory_test=poisson
+  run "$PY" - wn/final "$W/final" <<'PY'
 import sys, numpy as np
 def labels(d):
     rows = [l.split("\t") for l in open(d + "/cluster_KSLabel.tsv").read().split("\n")[1:] if l.strip()]

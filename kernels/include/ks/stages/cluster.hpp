@@ -25,7 +25,7 @@ struct StageParams {
     double ccg_threshold = 0.25, acg_threshold = 0.2;
     double fragment_similarity = 0.8, fragment_overlap = 0.35;   // second merge pass (post::MergeParams)
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
-    bool exact_refractory_test = true;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
+    bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
     static StageParams from(const Settings& settings);
 };
