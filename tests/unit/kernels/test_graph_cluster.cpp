@@ -4,6 +4,8 @@
 // adjusted Rand index against the true blobs.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -449,6 +451,8 @@ double numpy_score(const std::vector<double>& p) {
 }
 
 TEST(GraphBimodality, ProjectionScoreMatchesScipy) {
+    if (std::system(KS_PYTHON " -c 'import numpy, scipy.ndimage' >/dev/null 2>&1") != 0)
+        GTEST_SKIP() << KS_PYTHON << " has no numpy or scipy";
     std::mt19937_64 rng(4);
     std::normal_distribution<double> g(0.0, 1.0);
     std::vector<std::vector<double>> cases(3);
