@@ -231,6 +231,17 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     RedundantResult rr;
     MergeResult& r = rr.merge;
     rr.drop.assign(N, 0);
+    // Drops unit k's spikes that, moved by `shift` samples, lie within +-window of one of unit `owner`'s.
+    auto drop_near = [&](int k, int owner, int64_t shift, int64_t window) {
+        std::vector<int64_t> ot(members[owner].size());
+        for (size_t i = 0; i < ot.size(); ++i) ot[i] = times[members[owner][i]];
+        for (size_t i : members[k]) {
+            if (rr.drop[i]) continue;
+            const int64_t t = times[i] + shift;
+            const auto it = std::lower_bound(ot.begin(), ot.end(), t - window);
+            if (it != ot.end() && *it <= t + window) rr.drop[i] = 1, ++rr.n_dropped;
+        }
+    };
     for (const Cand& c : cand) {
         // The owner of the shared spikes: the unit with the larger template.
         const bool u_owns = unit_norm[c.u] >= unit_norm[c.v];
@@ -238,16 +249,8 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
         const double frac_other = static_cast<double>(c.shared) / static_cast<double>(members[other].size());
         if (frac_other < p.fraction) {
             // A different neuron that also took some of the owner's spikes: drop those from it.
-            const auto& own = members[u_owns ? c.u : c.v];
             const int64_t lag = u_owns ? c.lag : -c.lag;   // other's shared spikes are owner's at t + lag
-            std::vector<int64_t> ot(own.size());
-            for (size_t k = 0; k < own.size(); ++k) ot[k] = times[own[k]];
-            for (size_t i : members[other]) {
-                if (rr.drop[i]) continue;
-                const int64_t t = times[i] - lag;
-                const auto it = std::lower_bound(ot.begin(), ot.end(), t - tol);
-                if (it != ot.end() && *it <= t + tol) rr.drop[i] = 1, ++rr.n_dropped;
-            }
+            drop_near(other, u_owns ? c.u : c.v, -lag, tol);
             ++rr.n_dropped_pairs;
             continue;
         }
@@ -272,18 +275,8 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     }
     // In a joined group, a spike of an absorbed unit within max_lag_ms of one of the survivor's (times
     // lined up) is the same spike found twice with some jitter: one neuron cannot fire twice that fast.
-    for (int k = 0; k < K; ++k) {
-        if (root[k] == k) continue;
-        const auto& own = members[root[k]];
-        std::vector<int64_t> ot(own.size());
-        for (size_t i = 0; i < own.size(); ++i) ot[i] = times[own[i]];
-        for (size_t i : members[k]) {
-            if (rr.drop[i]) continue;
-            const int64_t t = times[i] + off[k];
-            const auto it = std::lower_bound(ot.begin(), ot.end(), t - L);
-            if (it != ot.end() && *it <= t + L) rr.drop[i] = 1, ++rr.n_dropped;
-        }
-    }
+    for (int k = 0; k < K; ++k)
+        if (root[k] != k) drop_near(k, root[k], off[k], L);
     return rr;
 }
 

@@ -153,7 +153,7 @@ std::vector<SettingSpec> build_table() {
         SettingSpec s = spec("refractory_test", T::String, sv("normal"), 0, 0, {}, "", "final",
                              "Significance of a unit's refractory dip for the 'good' label: normal (Kilosort4's "
                              "normal approximation, lenient on small units) or poisson (the exact Poisson tail).");
-        s.choices = {"poisson", "normal"};
+        s.choices = {"normal", "poisson"};
         s.ks4 = false;
         t.push_back(s);
     }

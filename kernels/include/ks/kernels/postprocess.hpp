@@ -41,9 +41,6 @@ struct MergeResult {
 MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                       std::vector<float>& U, int C, int P, const float* wpca, int nt, const MergeParams& p);
 
-// §7.6: a spike's position is the mean of its channels' positions weighted by the norm of its features
-// there (features nC x P on channels chans[0..nC), chans[0] its template's peak channel); channels farther
-// than position_limit_um from chans[0], or -1, weigh 0. All weights 0: the peak channel's position.
 // Beyond Kilosort4: units that are the same spikes detected twice. When a neuron's footprint is wider
 // than one template's channels, the matching can fit two templates to each of its spikes, giving two
 // units whose spikes coincide at a fixed lag (SpikeInterface's remove_redundant_units finds the same).
@@ -77,6 +74,9 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
 // normalised to sum 1): 1 for the same firing over time, 0 for trains active at disjoint times.
 double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins);
 
+// §7.6: a spike's position is the mean of its channels' positions weighted by the norm of its features
+// there (features nC x P on channels chans[0..nC), chans[0] its template's peak channel); channels farther
+// than position_limit_um from chans[0], or -1, weigh 0. All weights 0: the peak channel's position.
 void spike_position(const float* features, const int32_t* chans, int nC, int P, const std::vector<double>& xc,
                     const std::vector<double>& yc, double position_limit_um, double* x_um, double* y_um);
 
