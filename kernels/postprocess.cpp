@@ -6,10 +6,14 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <memory>
 #include <numeric>
+
+#include <Eigen/Dense>
 
 #include "ks/error.hpp"
 #include "ks/kernels/ccg.hpp"
+#include "ks/kernels/kriging.hpp"
 #include "ks/kernels/template_match.hpp"
 
 namespace ks::post {
@@ -42,6 +46,8 @@ void shift_template(float* u, int C, int P, const float* wpca, int nt, int l) {
 // Bins of the spike-time profiles compared by the fragment rule: coarse enough that a steadily firing
 // neuron's profile is flat at a few hundred spikes, fine enough to see a drift step.
 constexpr int kOverlapBins = 24;
+// The similarity a vertical shift must add before the fragment pass takes it.
+constexpr float kShiftGain = 0.01f;
 
 }  // namespace
 
@@ -55,6 +61,51 @@ double time_overlap(const std::vector<double>& a, const std::vector<double>& b, 
     double o = 0;
     for (int i = 0; i < bins; ++i) o += std::min(ha[i], hb[i]);
     return o;
+}
+
+std::vector<float> map_template(const float* m, const float* u, int C, int P) {
+    using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    std::vector<float> out(static_cast<size_t>(C) * P);
+    Eigen::Map<RowMat>(out.data(), C, P).noalias() =
+        Eigen::Map<const RowMat>(m, C, C) * Eigen::Map<const RowMat>(u, C, P);
+    return out;
+}
+
+float mapped_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products,
+                        int nt, const float* m, int* lag) {
+    const int L = 2 * nt + 1;
+    KS_ASSERT(lag_products.size() == static_cast<size_t>(L) * P * P, "mapped_similarity: lag products");
+    std::vector<double> a(static_cast<size_t>(C) * P);
+    if (m == nullptr) {
+        std::copy(ua, ua + a.size(), a.begin());
+    } else {
+        const std::vector<float> mapped = map_template(m, ua, C, P);
+        std::copy(mapped.begin(), mapped.end(), a.begin());
+    }
+    double na = 0, nb = 0;
+    std::vector<double> g(static_cast<size_t>(P) * P, 0.0);   // g[p, q] = sum_c a[c, p] b[c, q]
+    for (int c = 0; c < C; ++c)
+        for (int p = 0; p < P; ++p) {
+            na += a[c * P + p] * a[c * P + p];
+            nb += static_cast<double>(ub[c * P + p]) * ub[c * P + p];
+            for (int q = 0; q < P; ++q) g[p * P + q] += a[c * P + p] * ub[c * P + q];
+        }
+    *lag = 0;
+    if (na <= 0 || nb <= 0) return 0.f;
+    const double inv = 1.0 / std::sqrt(na * nb);
+    std::vector<float> r(L);
+    for (int l = 0; l < L; ++l) {
+        double v = 0;
+        for (int i = 0; i < P * P; ++i) v += g[i] * lag_products[static_cast<size_t>(l) * P * P + i];
+        r[l] = static_cast<float>(v * inv);
+    }
+    // As template_similarity: lag 0 unless another lag is strictly better.
+    int lbest = nt;
+    for (int l = 0; l < L; ++l)
+        if (r[l] > r[lbest]) lbest = l;
+    const float best = r[lbest];
+    *lag = lbest - nt;
+    return std::max(0.f, best);
 }
 
 MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
@@ -77,10 +128,44 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
     for (const auto& t : train)
         if (!t.empty()) t0 = std::min(t0, t.front()), t1 = std::max(t1, t.back());
     std::vector<float> sim;
-    std::vector<int> lag;
+    std::vector<int> lag, shift_of;   // shift_of[b]: index into shift_um of b's best vertical shift, -1 none
+    // Vertical shift operators for the fragment pass, built on first use: op(i) moves a template up by
+    // shift_um[i] µm (kriging over the contacts, as the drift correction moves the data).
+    std::vector<double> shift_um;
+    std::vector<std::vector<float>> shift_op;
+    std::unique_ptr<drift::Kriging> kriging;
+    if (p.fragment_similarity > 0 && p.fragment_max_shift_um > 0 && p.fragment_shift_step_um > 0 &&
+        p.yc.size() == static_cast<size_t>(C) && p.xc.size() == static_cast<size_t>(C) &&
+        p.kcoords.size() == static_cast<size_t>(C)) {
+        for (double d = p.fragment_shift_step_um; d <= p.fragment_max_shift_um + 1e-9; d += p.fragment_shift_step_um)
+            shift_um.push_back(d), shift_um.push_back(-d);
+        shift_op.resize(shift_um.size());
+    }
+    auto op = [&](int i) -> const float* {
+        if (shift_op[i].empty()) {
+            if (!kriging) kriging = std::make_unique<drift::Kriging>(p.xc, p.yc, p.kcoords, p.sig_interp_um);
+            const std::vector<double> m = kriging->matrix(std::vector<double>(C, shift_um[i]));
+            shift_op[i].assign(m.begin(), m.end());
+        }
+        return shift_op[i].data();
+    };
+    auto peak_chan = [&](int k) {
+        int best = 0;
+        double bn = -1;
+        for (int c = 0; c < C; ++c) {
+            double n = 0;
+            for (int q = 0; q < P; ++q) n += static_cast<double>(U[k * D + c * P + q]) * U[k * D + c * P + q];
+            if (n > bn) bn = n, best = c;
+        }
+        return best;
+    };
+    std::vector<double> lag_products;
+    int n_shifted = 0;
     // One walk: clusters by decreasing size, each refractory one absorbing, in decreasing similarity, the
-    // first candidate that `mergeable` accepts, then visited again with its new template.
-    auto walk = [&](double min_similarity, const std::function<bool(int, int, double)>& mergeable) {
+    // first candidate that `mergeable` accepts, then visited again with its new template. `shift_candidate`
+    // (fragment pass) lets a candidate's similarity be the best over vertical shifts.
+    auto walk = [&](double min_similarity, const std::function<bool(int, int, double)>& mergeable,
+                    const std::function<bool(int, int)>& shift_candidate) {
         for (int k = 0; k < K; ++k) {
             // As Kilosort4's CCG.refract: only clusters with more than 10 spikes over a nonzero span can be
             // refractory, hence absorb others.
@@ -96,10 +181,37 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
         std::stable_sort(order.begin(), order.end(),
                          [&](int a, int b) { return train[a].size() > train[b].size(); });
         int n = 0;
+        n_shifted = 0;
         for (int a : order) {
             if (!is_ref[a] || !alive[a]) continue;
             for (;;) {
                 match::template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
+                shift_of.assign(K, -1);
+                std::vector<std::vector<float>> moved_a;   // a's template at each shift, made on first need
+                if (!shift_um.empty() && shift_candidate) {
+                    if (lag_products.empty()) lag_products = match::pc_lag_products(wpca, P, nt);
+                    for (int b = 0; b < K; ++b) {
+                        if (b == a || !alive[b] || train[b].empty() || !shift_candidate(a, b)) continue;
+                        // A shift counts only where it makes the templates clearly more alike than unshifted
+                        // (kriging smooths slightly, so the smallest shifts come out a hair above).
+                        const float plain = sim[b];
+                        float best = plain + kShiftGain;
+                        const int plain_lag = lag[b];
+                        if (moved_a.empty()) {
+                            moved_a.resize(shift_um.size());
+                            for (size_t i = 0; i < shift_um.size(); ++i)
+                                moved_a[i] = map_template(op(static_cast<int>(i)), U.data() + a * D, C, P);
+                        }
+                        for (size_t i = 0; i < shift_um.size(); ++i) {
+                            int l = 0;
+                            const float v = mapped_similarity(moved_a[i].data(), U.data() + b * D, C, P, lag_products,
+                                                              nt, nullptr, &l);
+                            if (v > best) best = v, lag[b] = l, shift_of[b] = static_cast<int>(i);
+                        }
+                        if (shift_of[b] >= 0) sim[b] = best;
+                        else lag[b] = plain_lag;
+                    }
+                }
                 std::vector<int> cand;
                 for (int b = 0; b < K; ++b)
                     if (b != a && alive[b] && !train[b].empty() && sim[b] >= min_similarity) cand.push_back(b);
@@ -113,6 +225,14 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                 if (merged < 0) break;
                 // a centred at t0 + l matches b centred at t0: b's spikes are a's at t + l.
                 const int l = lag[merged];
+                if (shift_of[merged] >= 0) {
+                    // a moved up by dy matches b: move b down by dy onto a's position.
+                    const int i = shift_of[merged];
+                    const int back = (i % 2 == 0) ? i + 1 : i - 1;   // shift_um holds +d, -d pairs
+                    const std::vector<float> moved = map_template(op(back), U.data() + merged * D, C, P);
+                    std::copy(moved.begin(), moved.end(), U.begin() + merged * D);
+                    ++n_shifted;
+                }
                 shift_template(U.data() + merged * D, C, P, wpca, nt, l);
                 const double na = static_cast<double>(train[a].size()), nb = static_cast<double>(train[merged].size());
                 for (size_t i = 0; i < D; ++i)
@@ -137,15 +257,30 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
         return ccg::ccg_stats(train[a].data(), static_cast<int64_t>(train[a].size()), train[b].data(),
                               static_cast<int64_t>(train[b].size()), false);
     };
-    r.n_merges = walk(p.min_similarity,
-                      [&](int a, int b, double) { return ccg::ccg_refractory(pair_stats(a, b), p.ccg_threshold); });
+    r.n_merges = walk(
+        p.min_similarity, [&](int a, int b, double) { return ccg::ccg_refractory(pair_stats(a, b), p.ccg_threshold); },
+        nullptr);
     if (p.fragment_similarity > 0) {
-        r.n_fragment_merges = walk(p.fragment_similarity, [&](int a, int b, double) {
-            if (time_overlap(train[a], train[b], t0, t1, kOverlapBins) > p.fragment_overlap) return false;
-            const ccg::Stats s = pair_stats(a, b);
-            // An empty correlogram (trains more than 0.5 s apart throughout) has no violations at all.
-            return ccg::undefined(s) || s.R12 < p.ccg_threshold;
-        });
+        auto disjoint = [&](int a, int b) {
+            return time_overlap(train[a], train[b], t0, t1, kOverlapBins) <= p.fragment_overlap;
+        };
+        // Shifted comparisons only for pieces firing at different times on the same shank, no farther
+        // apart than the largest shift plus 40 µm.
+        auto shift_candidate = [&](int a, int b) {
+            const int ca = peak_chan(a), cb = peak_chan(b);
+            return p.kcoords[ca] == p.kcoords[cb] && std::fabs(p.yc[ca] - p.yc[cb]) <= p.fragment_max_shift_um + 40.0 &&
+                   disjoint(a, b);
+        };
+        r.n_fragment_merges = walk(
+            p.fragment_similarity,
+            [&](int a, int b, double) {
+                if (!disjoint(a, b)) return false;
+                const ccg::Stats s = pair_stats(a, b);
+                // An empty correlogram (trains more than 0.5 s apart throughout) has no violations at all.
+                return ccg::undefined(s) || s.R12 < p.ccg_threshold;
+            },
+            shift_candidate);
+        r.n_shifted_fragment_merges = n_shifted;
         r.n_merges += r.n_fragment_merges;
     }
     // Renumber the survivors in their order; drop the absorbed templates.

@@ -103,6 +103,7 @@ StageParams StageParams::from(const Settings& s) {
     p.acg_threshold = s.get_float("acg_threshold");
     p.fragment_similarity = s.is_none("fragment_similarity") ? 0 : s.get_float("fragment_similarity");
     p.fragment_overlap = s.get_float("fragment_overlap");
+    p.fragment_max_shift_um = s.is_none("fragment_max_shift") ? 0 : s.get_float("fragment_max_shift");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
     p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
     p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
@@ -530,9 +531,14 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     mp.ccg_threshold = p.ccg_threshold;
     mp.fragment_similarity = p.fragment_similarity;
     mp.fragment_overlap = p.fragment_overlap;
+    mp.fragment_max_shift_um = p.fragment_max_shift_um;
+    mp.xc = probe.xc;
+    mp.yc = probe.yc;
+    mp.kcoords = probe.kcoords;
     const post::MergeResult mr = post::ccg_merge(times, cl.labels, cl.K, cl.wall, C, in.P, in.wpca.data(), in.nt, mp);
     sum.n_merges = mr.n_merges;
     sum.n_fragment_merges = mr.n_fragment_merges;
+    sum.n_shifted_fragment_merges = mr.n_shifted_fragment_merges;
     int K = mr.K;
     std::vector<int64_t> t2(N);
     std::vector<int32_t> l2(N);
@@ -701,6 +707,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     j.key("n_clusters_before_merges").value(sum.n_before_merges);
     j.key("n_merges").value(sum.n_merges);
     j.key("n_fragment_merges").value(sum.n_fragment_merges);
+    j.key("n_shifted_fragment_merges").value(sum.n_shifted_fragment_merges);
     j.key("n_redundant_merges").value(sum.n_redundant_merges);
     j.key("n_redundant_spikes_removed").value(sum.n_redundant_dropped);
     j.key("n_good").value(sum.n_good);

@@ -142,6 +142,14 @@ std::vector<SettingSpec> build_table() {
         t.push_back(s);
     }
     {
+        SettingSpec s = spec("fragment_max_shift", T::Float, fv(40), 0, 200, {}, "", "final",
+                             "Largest vertical shift (µm) under which two such pieces' templates are compared: "
+                             "residual drift after correction (None: unshifted templates only).",
+                             true);
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
         SettingSpec s = spec("redundant_fraction", T::Float, fv(0.5), 0, 1, {}, "", "final",
                              "Merge a unit into a larger one when at least this fraction of its spikes coincide "
                              "with that unit's at a fixed lag within 1 ms: the same spikes found twice (None: off).",

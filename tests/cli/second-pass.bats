@@ -110,6 +110,7 @@ N, K = len(t), W_.shape[0]
 assert N == e["n_spikes"] and K == e["n_clusters"]
 assert N + e["n_duplicates_removed"] + e["n_redundant_spikes_removed"] == e["n_matched_spikes"]
 assert e["n_fragment_merges"] + e["n_redundant_merges"] <= e["n_merges"]
+assert 0 <= e["n_shifted_fragment_merges"] <= e["n_fragment_merges"]
 assert np.all(np.diff(t) >= 0) and c.min() >= 0 and c.max() == K - 1 and len(np.unique(c)) == K
 m_t = np.load(sys.argv[1] + "/match/spike_times.npy"); m_k = np.load(sys.argv[1] + "/match/spike_templates.npy")
 assert len(np.unique(idx)) == N and np.array_equal(m_k[idx], st)
@@ -158,6 +159,7 @@ PY
 import sys, json
 on, off = (json.load(open(f))["extra"] for f in sys.argv[1:3])
 assert off["n_fragment_merges"] == 0 and off["n_redundant_merges"] == 0 and off["n_redundant_spikes_removed"] == 0, off
+assert off["n_shifted_fragment_merges"] == 0, off
 assert on["n_merges"] >= off["n_merges"] and on["n_clusters"] <= off["n_clusters"], (on, off)
 son, soff = (json.load(open(f))["summary"] for f in sys.argv[3:5])
 print("on", on["n_clusters"], son["n_well_detected"], "off", off["n_clusters"], soff["n_well_detected"])

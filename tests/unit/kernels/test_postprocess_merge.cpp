@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ks/kernels/postprocess.hpp"
+#include "ks/kernels/template_match.hpp"
 
 namespace {
 
@@ -121,6 +122,127 @@ TEST(FragmentMerge, KeepsNeuronsFiringTogetherAndUnlikeTemplatesApart) {
         std::vector<float> U = templates({tmpl({5, 3, 0, 0}), tmpl({0, 0, 3, 5})});
         const ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p);
         EXPECT_EQ(r.K, 2);
+    }
+}
+
+// A single column of contacts 20 µm apart, and a neuron's template on it: a Gaussian footprint
+// (sd 15 µm) centred at depth y0 carrying the first basis shape.
+constexpr int kColumn = 16;
+MergeParams column_params() {
+    MergeParams p;
+    p.fs = kFs;
+    p.fragment_similarity = 0.8;
+    for (int c = 0; c < kColumn; ++c) p.xc.push_back(0), p.yc.push_back(20.0 * c), p.kcoords.push_back(0);
+    return p;
+}
+// basis() with each shape scaled to unit norm, so that similarities are cosines (at most 1).
+std::vector<float> unit_basis() {
+    std::vector<float> w = basis();
+    for (int p = 0; p < kP; ++p) {
+        double n = 0;
+        for (int t = 0; t < kNt; ++t) n += static_cast<double>(w[p * kNt + t]) * w[p * kNt + t];
+        for (int t = 0; t < kNt; ++t) w[p * kNt + t] = static_cast<float>(w[p * kNt + t] / std::sqrt(n));
+    }
+    return w;
+}
+std::vector<float> column_template(double y0) {
+    std::vector<float> u(static_cast<size_t>(kColumn) * kP, 0.f);
+    for (int c = 0; c < kColumn; ++c) {
+        const double d = (20.0 * c - y0) / 15.0;
+        u[c * kP] = static_cast<float>(10 * std::exp(-d * d / 2));
+    }
+    return u;
+}
+
+TEST(MappedSimilarity, WithoutAMapIsTheTemplateSimilarity) {
+    const std::vector<float> w = unit_basis();
+    const std::vector<float> U = templates({column_template(100), column_template(125), column_template(300)});
+    std::vector<float> sim;
+    std::vector<int> lag;
+    ks::match::template_similarity_row(U.data(), 3, kColumn, kP, w.data(), kNt, 0, &sim, &lag);
+    const std::vector<double> lp = ks::match::pc_lag_products(w.data(), kP, kNt);
+    const size_t D = static_cast<size_t>(kColumn) * kP;
+    for (int b = 0; b < 3; ++b) {
+        int l = 99;
+        EXPECT_NEAR(ks::post::mapped_similarity(U.data(), U.data() + b * D, kColumn, kP, lp, kNt, nullptr, &l), sim[b],
+                    1e-5);
+        EXPECT_EQ(l, lag[b]);
+    }
+    // The identity map changes nothing.
+    std::vector<float> eye(static_cast<size_t>(kColumn) * kColumn, 0.f);
+    for (int c = 0; c < kColumn; ++c) eye[c * kColumn + c] = 1;
+    int l = 99;
+    EXPECT_NEAR(ks::post::mapped_similarity(U.data(), U.data() + D, kColumn, kP, lp, kNt, eye.data(), &l), sim[1], 1e-5);
+}
+
+// A neuron whose first and second minute were clustered apart 25 µm from each other (residual drift): the
+// unshifted templates are too unlike for the fragment pass; compared under vertical shifts they are one.
+TEST(FragmentMerge, JoinsPiecesOfANeuronThatMovedUnderAShift) {
+    std::mt19937_64 rng(6);
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, neuron(8, 0, 60, rng), 0);
+    add(&times, &labels, neuron(6, 60, 120, rng), 1);
+    const std::vector<float> w = unit_basis();
+    MergeParams p = column_params();
+    std::vector<float> U = templates({column_template(140), column_template(165)});
+    std::vector<float> sim;
+    std::vector<int> lag;
+    ks::match::template_similarity_row(U.data(), 2, kColumn, kP, w.data(), kNt, 0, &sim, &lag);
+    ASSERT_LT(sim[1], 0.8);   // the premise: unshifted, below fragment_similarity
+    p.fragment_max_shift_um = 0;
+    ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, p);
+    EXPECT_EQ(r.K, 2);
+
+    p.fragment_max_shift_um = 40;
+    U = templates({column_template(140), column_template(165)});
+    r = ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, p);
+    EXPECT_EQ(r.K, 1);
+    EXPECT_EQ(r.n_fragment_merges, 1);
+    EXPECT_EQ(r.n_shifted_fragment_merges, 1);
+    EXPECT_EQ(r.into[1], 0);
+    EXPECT_EQ(r.shift[1], 0);
+    // The absorbed template was moved back onto the larger piece's depth: the merged one peaks there.
+    int peak = 0;
+    for (int c = 0; c < kColumn; ++c)
+        if (std::fabs(U[c * kP]) > std::fabs(U[peak * kP])) peak = c;
+    EXPECT_EQ(peak, 7);   // 140 µm
+}
+
+TEST(FragmentMerge, AShiftDoesNotJoinNeuronsFiringTogetherOrFarApart) {
+    std::mt19937_64 rng(7);
+    const std::vector<float> w = unit_basis();
+    MergeParams p = column_params();
+    p.fragment_max_shift_um = 40;
+    {
+        // Two neurons 25 µm apart firing throughout: their firing overlaps.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(8, 0, 120, rng), 0);
+        add(&times, &labels, neuron(8, 0, 120, rng), 1);
+        std::vector<float> U = templates({column_template(140), column_template(165)});
+        EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, p).K, 2);
+    }
+    {
+        // Firing at different times but 100 µm apart: beyond the largest shift.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(8, 0, 60, rng), 0);
+        add(&times, &labels, neuron(8, 60, 120, rng), 1);
+        std::vector<float> U = templates({column_template(100), column_template(200)});
+        EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, p).K, 2);
+    }
+    {
+        // The same 25 µm apart on two shanks: no shift crosses shanks.
+        MergeParams q = p;
+        for (int c = kColumn / 2; c < kColumn; ++c) q.kcoords[c] = 1, q.xc[c] = 250, q.yc[c] -= 160;
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(8, 0, 60, rng), 0);
+        add(&times, &labels, neuron(8, 60, 120, rng), 1);
+        // Unit 0 near the top of shank 0, unit 1 near the bottom of shank 1 at about the same depth.
+        std::vector<float> U = templates({column_template(120), column_template(180)});
+        EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, q).K, 2);
     }
 }
 

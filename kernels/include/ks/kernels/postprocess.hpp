@@ -20,6 +20,16 @@ struct MergeParams {
     // beyond ccg_threshold (R12 only) and their firing over time overlaps at most fragment_overlap.
     double fragment_similarity = 0;
     double fragment_overlap = 0.35;  // histogram intersection of the two spike-time profiles (0..1)
+    // The drift correction leaves residual motion (a single block cannot follow non-rigid drift), so a
+    // neuron's pieces can sit 10-30 µm apart and their templates differ by that shift. With a probe
+    // geometry and fragment_max_shift_um > 0, the fragment pass compares a piece with the other moved
+    // vertically by up to that much (kriging interpolation, steps of fragment_shift_step_um) and merges
+    // at the best shift, the absorbed template moved back onto the absorbing one's position.
+    double fragment_max_shift_um = 0;
+    double fragment_shift_step_um = 5;
+    double sig_interp_um = 20;       // kriging kernel width (the drift correction's sig_interp)
+    std::vector<double> xc, yc;      // contact positions (µm), one per template channel (C)
+    std::vector<int> kcoords;        // shank per channel: no shift moves a template across shanks
 };
 
 struct MergeResult {
@@ -29,6 +39,7 @@ struct MergeResult {
     std::vector<int32_t> kept;       // per output cluster: the input cluster that survives as it
     int n_merges = 0;
     int n_fragment_merges = 0;       // of n_merges, those of the second pass
+    int n_shifted_fragment_merges = 0;   // of n_fragment_merges, those at a non-zero vertical shift
 };
 
 // §7.3. times: spike times (samples) of every spike, any order; labels: 0..K-1. U: K x C x P templates
@@ -37,7 +48,8 @@ struct MergeResult {
 // with a refractory ACG absorb; candidates in decreasing similarity; the first whose CCG with the
 // cluster is refractory is merged, its spike times shifted by the similarity's best lag, and the same
 // cluster is visited again. Then, when p.fragment_similarity > 0, the same walk again with the fragment
-// rule (MergeParams). The caller applies `into` and `shift` to the spikes.
+// rule (MergeParams), comparing templates also under vertical shifts when fragment_max_shift_um > 0.
+// The caller applies `into` and `shift` to the spikes.
 MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                       std::vector<float>& U, int C, int P, const float* wpca, int nt, const MergeParams& p);
 
@@ -69,6 +81,14 @@ struct RedundantResult {
 RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                                 const std::vector<double>& unit_x, const std::vector<double>& unit_y,
                                 const std::vector<double>& unit_norm, const RedundantParams& p);
+
+// Similarity of templates ua and ub (C x P PC coefficients over a P x nt basis whose lag products are
+// match::pc_lag_products) as match::template_similarity defines it, with ua first mapped by the C x C
+// matrix m (row-major; nullptr: ua as it is). *lag: the best lag (ua centred at t0 + lag matches ub at t0).
+// m · u for a C x C matrix m (row-major) and a C x P template u.
+std::vector<float> map_template(const float* m, const float* u, int C, int P);
+float mapped_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products,
+                        int nt, const float* m, int* lag);
 
 // Histogram intersection of two spike-time profiles over `bins` equal bins of [t0, t1] (each profile
 // normalised to sum 1): 1 for the same firing over time, 0 for trains active at disjoint times.

@@ -24,6 +24,7 @@ struct StageParams {
     // Final mode only.
     double ccg_threshold = 0.25, acg_threshold = 0.2;
     double fragment_similarity = 0.8, fragment_overlap = 0.35;   // second merge pass (post::MergeParams)
+    double fragment_max_shift_um = 40;                             // 0: unshifted templates only
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
     bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
@@ -54,6 +55,7 @@ struct Summary {
     // Final mode.
     int n_before_merges = 0, n_merges = 0, n_good = 0;
     int n_fragment_merges = 0, n_redundant_merges = 0;   // of n_merges
+    int n_shifted_fragment_merges = 0;                    // of n_fragment_merges
     int64_t n_redundant_dropped = 0;                      // spikes removed as another unit's, found twice
     int64_t n_duplicates = 0;
 };
