@@ -48,6 +48,8 @@ void shift_template(float* u, int C, int P, const float* wpca, int nt, int l) {
 constexpr int kOverlapBins = 24;
 // The similarity a vertical shift must add before the fragment pass takes it.
 constexpr float kShiftGain = 0.01f;
+// Fewer remaining spikes than this cannot show a correlogram; such a unit joins as before.
+constexpr size_t kMinRest = 20;
 
 }  // namespace
 
@@ -377,11 +379,41 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
             if (it != ot.end() && *it <= t + window) rr.drop[i] = 1, ++rr.n_dropped;
         }
     };
+    // Whether unit k's spikes that are not unit owner's moved by lag (k's at t + lag ~ owner's at t) keep
+    // the owner's refractory period: R12 of their correlogram below ccg_threshold (Kilosort4's R12 only;
+    // an empty correlogram, or fewer than kMinRest such spikes, counts as refractory).
+    auto rest_is_refractory = [&](int k, int owner, int64_t lag) {
+        std::vector<int64_t> ot(members[owner].size());
+        for (size_t i = 0; i < ot.size(); ++i) ot[i] = times[members[owner][i]];
+        std::vector<double> rest, own(ot.size());
+        for (size_t i = 0; i < ot.size(); ++i) own[i] = static_cast<double>(ot[i]) / p.fs;
+        for (size_t i : members[k]) {
+            const int64_t t = times[i] - lag;
+            const auto it = std::lower_bound(ot.begin(), ot.end(), t - tol);
+            if (it == ot.end() || *it > t + tol) rest.push_back(static_cast<double>(times[i]) / p.fs);
+        }
+        if (rest.size() < kMinRest) return true;
+        const ccg::Stats st = ccg::ccg_stats(own.data(), static_cast<int64_t>(own.size()), rest.data(),
+                                             static_cast<int64_t>(rest.size()), false);
+        return ccg::undefined(st) || st.R12 < p.ccg_threshold;
+    };
+    std::vector<uint8_t> residue_in(K, 0);
     for (const Cand& c : cand) {
         // The owner of the shared spikes: the unit with the larger template.
         const bool u_owns = unit_norm[c.u] >= unit_norm[c.v];
         const int other = u_owns ? c.v : c.u;
         const double frac_other = static_cast<double>(c.shared) / static_cast<double>(members[other].size());
+        const int owner = u_owns ? c.u : c.v;
+        const int64_t olag = u_owns ? c.lag : -c.lag;   // other's shared spikes are owner's at t + olag
+        if (frac_other >= p.fraction && p.ccg_threshold > 0 && !rest_is_refractory(other, owner, olag)) {
+            // The shared spikes are most of both, yet the other unit's remaining spikes fire within the
+            // owner's refractory period: they are another neuron's (or noise), which joining would add
+            // to the owner. Only the shared spikes go.
+            drop_near(other, owner, -olag, tol);
+            ++rr.n_dropped_pairs;
+            residue_in[other] = 1;
+            continue;
+        }
         if (frac_other < p.fraction) {
             // A different neuron that also took some of the owner's spikes: drop those from it.
             const int64_t lag = u_owns ? c.lag : -c.lag;   // other's shared spikes are owner's at t + lag
@@ -404,10 +436,14 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
         if (root[k] == k) renum[k] = r.K++, r.kept.push_back(k);
     r.into.resize(K);
     r.shift.resize(K);
+    rr.residue.assign(r.K, 0);
     for (int k = 0; k < K; ++k) {
         r.into[k] = renum[root[k]];
         r.shift[k] = static_cast<int32_t>(off[k]);
     }
+    // A residue that another unit later joined is that unit's group now; only a survivor keeps the mark.
+    for (int k = 0; k < K; ++k)
+        if (root[k] == k && residue_in[k]) rr.residue[renum[k]] = 1, ++rr.n_residues;
     // In a joined group, a spike of an absorbed unit within max_lag_ms of one of the survivor's (times
     // lined up) is the same spike found twice with some jitter: one neuron cannot fire twice that fast.
     for (int k = 0; k < K; ++k)

@@ -106,6 +106,8 @@ StageParams StageParams::from(const Settings& s) {
     p.fragment_max_shift_um = s.is_none("fragment_max_shift") ? 0 : s.get_float("fragment_max_shift");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
     p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
+    p.good_min_amplitude =
+        s.is_none("good_amplitude_margin") ? 0 : s.get_float("Th_learned") + s.get_float("good_amplitude_margin");
     p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
     p.position_limit_um = s.get_float("position_limit");
     return p;
@@ -547,7 +549,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
         l2[i] = mr.into[cl.labels[i]];
     }
     // Units that are the same spikes found twice (post::redundant_merge), judged at template peaks.
-    std::vector<uint8_t> redundant_drop;
+    std::vector<uint8_t> redundant_drop, redundant_residue;
     if (p.redundant_fraction > 0) {
         const size_t D = static_cast<size_t>(C) * in.P;
         std::vector<double> ux(K), uy(K), unorm(K);
@@ -567,6 +569,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
         post::RedundantParams rp;
         rp.fs = fs_hz;
         rp.fraction = p.redundant_fraction;
+        rp.ccg_threshold = p.ccg_threshold;
         const post::RedundantResult red = post::redundant_merge(t2, l2, K, ux, uy, unorm, rp);
         const post::MergeResult& rr = red.merge;
         for (int64_t i = 0; i < N; ++i) {
@@ -574,6 +577,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
             l2[i] = rr.into[l2[i]];
         }
         redundant_drop = red.drop;
+        redundant_residue = red.residue;
         sum.n_redundant_dropped = red.n_dropped;
         std::vector<float> kept_w;
         for (int32_t k : rr.kept) kept_w.insert(kept_w.end(), cl.wall.begin() + k * D, cl.wall.begin() + (k + 1) * D);
@@ -618,6 +622,24 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     std::vector<uint8_t> good;
     ccg::contamination(out_t.data(), out_l.data(), Nf, K, fs_hz, p.acg_threshold, &contam, &good,
                        p.exact_refractory_test);
+    // Beyond Kilosort4: the matching keeps a template's spikes apart in time, so a unit made of noise
+    // crossings also has a refractory-looking ACG. A spike exactly like the template passes Th_learned
+    // only when the template's norm does; 'good' asks for a margin above that.
+    const size_t Dw = static_cast<size_t>(C) * in.P;
+    std::vector<double> tnorm(K, 0.0);
+    for (int k = 0; k < K; ++k) {
+        double s = 0;
+        for (size_t d = 0; d < Dw; ++d) s += static_cast<double>(cl.wall[k * Dw + d]) * cl.wall[k * Dw + d];
+        tnorm[k] = std::sqrt(s);
+        if (good[k] && tnorm[k] < p.good_min_amplitude) {
+            good[k] = 0;
+            ++sum.n_mua_low_amplitude;
+        }
+        if (good[k] && !redundant_residue.empty() && redundant_residue[k]) {
+            good[k] = 0;
+            ++sum.n_mua_residue;
+        }
+    }
     for (uint8_t g : good) sum.n_good += g ? 1 : 0;
 
     // §7.6/7.7 per matched spike from its features (streamed), then taken in the final order.
@@ -658,12 +680,9 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     match::template_similarity(cl.wall.data(), K, C, in.P, in.wpca.data(), in.nt, &sim, &lag);
     std::vector<std::string> ks_label(K), contam_s(K), amp_s(K);
     for (int k = 0; k < K; ++k) {
-        double s = 0;
-        for (size_t d = 0; d < static_cast<size_t>(C) * in.P; ++d)
-            s += static_cast<double>(cl.wall[k * static_cast<size_t>(C) * in.P + d]) * cl.wall[k * static_cast<size_t>(C) * in.P + d];
         ks_label[k] = good[k] ? "good" : "mua";
         contam_s[k] = log::format("%.1f", contam[k]);
-        amp_s[k] = log::format("%.1f", std::sqrt(s));
+        amp_s[k] = log::format("%.1f", tnorm[k]);
     }
 
     write_npy(dir + "/spike_times.npy", {Nf}, out_t.data());
@@ -711,6 +730,8 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     j.key("n_redundant_merges").value(sum.n_redundant_merges);
     j.key("n_redundant_spikes_removed").value(sum.n_redundant_dropped);
     j.key("n_good").value(sum.n_good);
+    j.key("n_mua_low_amplitude").value(sum.n_mua_low_amplitude);
+    j.key("n_mua_residue").value(sum.n_mua_residue);
     j.key("n_groups").value(n_groups);
     j.key("largest_group").value(sum.largest_group);
     j.end_object();

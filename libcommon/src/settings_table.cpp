@@ -165,6 +165,15 @@ std::vector<SettingSpec> build_table() {
         s.ks4 = false;
         t.push_back(s);
     }
+    {
+        SettingSpec s = spec("good_amplitude_margin", T::Float, fv(2), 0, kInf, {}, "", "final",
+                             "A unit is 'good' only if its template's norm exceeds Th_learned by at least this much "
+                             "(whitened units, about noise SDs): below it, its spikes are the noise crossings the "
+                             "threshold let through, spaced by the matching (None: Kilosort4's label).",
+                             true);
+        s.ks4 = false;
+        t.push_back(s);
+    }
     // ---- postprocessing
     t.push_back(spec("duplicate_spike_ms", T::Float, fv(0.25), 0, kInf, {}, "postprocessing", "final",
                      "Spikes of one unit closer than this (ms) are duplicates and removed; 0 disables."));

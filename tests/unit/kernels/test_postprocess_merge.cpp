@@ -314,6 +314,71 @@ TEST(RedundantMerge, DropsOnlyTheSharedSpikesOfAnotherNeuron) {
     EXPECT_LE(dropped_b, copies + 5);
 }
 
+// Unit 1 holds copies of 70% of unit 0's spikes plus a second neuron's 5 Hz train: the copies are most
+// of unit 1, but its other spikes fire inside unit 0's refractory period, so with the refractory test
+// (ccg_threshold) it does not join: it loses the copies and what is left is marked a residue. Without
+// the test (ccg_threshold 0) it joins as the copies alone would have it.
+TEST(RedundantMerge, AUnitWhoseOtherSpikesBreakTheOwnersRefractoryPeriodDoesNotJoin) {
+    std::mt19937_64 rng(8);
+    const std::vector<int64_t> a = neuron(10, 0, 100, rng);
+    std::vector<int64_t> b;
+    std::uniform_real_distribution<double> u(0, 1);
+    int copies = 0;
+    for (int64_t t : a)
+        if (u(rng) < 0.7) b.push_back(t + 3), ++copies;
+    const std::vector<int64_t> other = neuron(5, 0, 100, rng);
+    b.insert(b.end(), other.begin(), other.end());
+    ASSERT_GT(copies, static_cast<int>(b.size()) / 2);   // the premise: the copies are most of unit 1
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, a, 0);
+    add(&times, &labels, b, 1);
+    RedundantParams p = redundant_params();
+    p.ccg_threshold = 0.25;
+    ks::post::RedundantResult r = ks::post::redundant_merge(times, labels, 2, {0, 0}, {100, 120}, {10, 4}, p);
+    EXPECT_EQ(r.merge.K, 2);
+    EXPECT_EQ(r.merge.n_merges, 0);
+    EXPECT_EQ(r.n_dropped_pairs, 1);
+    ASSERT_EQ(r.residue.size(), 2u);
+    EXPECT_EQ(r.residue[0], 0);
+    EXPECT_EQ(r.residue[1], 1);
+    EXPECT_EQ(r.n_residues, 1);
+    int64_t dropped_a = 0, dropped_b = 0;
+    for (size_t i = 0; i < times.size(); ++i) (labels[i] == 0 ? dropped_a : dropped_b) += r.drop[i];
+    EXPECT_EQ(dropped_a, 0);
+    EXPECT_GE(dropped_b, copies);
+    EXPECT_LE(dropped_b, copies + 5);
+
+    p.ccg_threshold = 0;
+    r = ks::post::redundant_merge(times, labels, 2, {0, 0}, {100, 120}, {10, 4}, p);
+    EXPECT_EQ(r.merge.K, 1);
+    EXPECT_EQ(r.n_residues, 0);
+}
+
+// Unit 1 is unit 0's copies plus a few of unit 0's spikes that only it caught (they keep unit 0's
+// refractory period): with the refractory test it still joins.
+TEST(RedundantMerge, AUnitWhoseOtherSpikesAreTheOwnersMissedOnesJoins) {
+    std::mt19937_64 rng(9);
+    const std::vector<int64_t> all = neuron(10, 0, 100, rng);
+    std::vector<int64_t> a, b;
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int64_t t : all) {
+        const double x = u(rng);
+        if (x < 0.85) a.push_back(t);
+        if (x < 0.6 || x >= 0.85) b.push_back(t + 3);   // copies of 0.6, and the 0.15 that unit 0 missed
+    }
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    add(&times, &labels, a, 0);
+    add(&times, &labels, b, 1);
+    RedundantParams p = redundant_params();
+    p.ccg_threshold = 0.25;
+    const ks::post::RedundantResult r = ks::post::redundant_merge(times, labels, 2, {0, 0}, {100, 120}, {10, 4}, p);
+    EXPECT_EQ(r.merge.K, 1);
+    EXPECT_EQ(r.merge.into[1], 0);
+    EXPECT_EQ(r.n_residues, 0);
+}
+
 TEST(RedundantMerge, LeavesIndependentAndDistantUnitsAlone) {
     std::mt19937_64 rng(5);
     std::vector<int64_t> times;

@@ -62,6 +62,10 @@ struct RedundantParams {
     double max_lag_ms = 1.0;      // the fixed lag is searched within +-max_lag_ms
     double tolerance_ms = 0.1;    // a coincidence: within +-tolerance_ms of that lag
     double max_distance_um = 200; // only units whose templates peak this close are compared
+    // A unit joins only if its spikes that are not the shared ones keep the owner's refractory period
+    // (their correlogram with the owner's spikes has R12 < ccg_threshold); else it loses only the
+    // shared spikes. 0: no such test.
+    double ccg_threshold = 0;
 };
 
 struct RedundantResult {
@@ -69,6 +73,11 @@ struct RedundantResult {
     std::vector<uint8_t> drop;       // per spike: a second detection of another unit's spike, removed
     int n_dropped_pairs = 0;         // unit pairs resolved by dropping the shared spikes
     int64_t n_dropped = 0;
+    // Per output unit: what remains of a unit whose spikes were mostly another's (shared >= fraction of
+    // it) but which did not join (its other spikes break the owner's refractory period). Its template
+    // is mostly the other neuron's, so it is no unit of its own to call 'good'.
+    std::vector<uint8_t> residue;
+    int n_residues = 0;
 };
 
 // times/labels as ccg_merge's (any order); unit_x/unit_y: each cluster's template peak position (µm);

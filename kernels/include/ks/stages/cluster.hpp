@@ -26,6 +26,7 @@ struct StageParams {
     double fragment_similarity = 0.8, fragment_overlap = 0.35;   // second merge pass (post::MergeParams)
     double fragment_max_shift_um = 40;                             // 0: unshifted templates only
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
+    double good_min_amplitude = 10;       // 'good' needs a template norm of at least this (Th_learned + margin)
     bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
     static StageParams from(const Settings& settings);
@@ -56,6 +57,8 @@ struct Summary {
     int n_before_merges = 0, n_merges = 0, n_good = 0;
     int n_fragment_merges = 0, n_redundant_merges = 0;   // of n_merges
     int n_shifted_fragment_merges = 0;                    // of n_fragment_merges
+    int n_mua_low_amplitude = 0;                          // refractory units left 'mua' by good_min_amplitude
+    int n_mua_residue = 0;                                // and as residues of the redundant merge
     int64_t n_redundant_dropped = 0;                      // spikes removed as another unit's, found twice
     int64_t n_duplicates = 0;
 };
