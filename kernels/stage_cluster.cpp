@@ -103,6 +103,7 @@ StageParams StageParams::from(const Settings& s) {
     p.acg_threshold = s.get_float("acg_threshold");
     p.fragment_similarity = s.is_none("fragment_similarity") ? 0 : s.get_float("fragment_similarity");
     p.fragment_overlap = s.get_float("fragment_overlap");
+    p.final_min_group_spikes = s.get_int("final_min_group_spikes");
     p.fragment_max_shift_um = s.is_none("fragment_max_shift") ? 0 : s.get_float("fragment_max_shift");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
     p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
@@ -523,7 +524,10 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
                                                    static_cast<int64_t>(tb.size()));
         };
     };
-    Clustered cl = cluster_all(in, group_of_pos, n_groups, C, scratch.path, p, dev, opt.progress, veto_for, &sum);
+    // The final clustering clusters smaller groups than the first pass (final_min_group_spikes).
+    StageParams pf = p;
+    pf.graph.min_spikes = p.final_min_group_spikes;
+    Clustered cl = cluster_all(in, group_of_pos, n_groups, C, scratch.path, pf, dev, opt.progress, veto_for, &sum);
     sum.n_before_merges = cl.K;
 
     // §7.3 merges.

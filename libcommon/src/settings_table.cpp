@@ -129,6 +129,13 @@ std::vector<SettingSpec> build_table() {
         t.push_back(s);
     }
     {
+        SettingSpec s = spec("final_min_group_spikes", T::Int, iv(300), 1, kInf, {}, "", "final",
+                             "Final clustering: a position group with fewer matched spikes stays one cluster "
+                             "(Kilosort4 hard-codes 1000, as the first pass keeps).");
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
         SettingSpec s = spec("fragment_similarity", T::Float, fv(0.8), 0, 1, {}, "", "final",
                              "Merge pieces of one drifting neuron that fire at different times: template "
                              "similarity at least this (None: Kilosort4's merges only).", true);

@@ -474,3 +474,32 @@ PY
   assert_failure 2
   assert_output --partial "refractory_test"
 }
+
+@test "final_min_group_spikes: a group below it is one cluster; the good label needs Th_learned + good_amplitude_margin" {
+  cp -r "$W" wg
+  cp -r "$W" wa
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wg --final -q --set final_min_group_spikes=100000000
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wa --final -q --set good_amplitude_margin=None
+  run "$PY" - "$W/final" wg/final wa/final <<'PY'
+import sys, json, numpy as np
+d, g, a = (json.load(open(f + "/final.json"))["extra"] for f in sys.argv[1:])
+# every group below the minimum: one cluster per non-empty group
+assert g["n_clusters_before_merges"] <= g["n_groups"] < d["n_clusters_before_merges"], (g, d)
+def table(f, name):
+    rows = [l.split("\t") for l in open(f + "/cluster_" + name + ".tsv").read().split("\n")[1:] if l.strip()]
+    return {int(a): b for a, b in rows}
+lab, amp = table(sys.argv[1], "KSLabel"), table(sys.argv[1], "Amplitude")
+good = [k for k, v in lab.items() if v == "good"]
+assert good and all(float(amp[k]) >= 8 + 2 for k in good), [(k, amp[k]) for k in good]
+assert d["n_mua_low_amplitude"] > 0 and a["n_mua_low_amplitude"] == 0, (d, a)
+# margin None: the same units, and the refractory ones that were too faint are good again
+lab2, amp2 = table(sys.argv[3], "KSLabel"), table(sys.argv[3], "Amplitude")
+assert amp2 == amp and {k for k, v in lab.items() if v == "good"} < {k for k, v in lab2.items() if v == "good"}
+assert sum(v == "good" and float(amp2[k]) < 10 for k, v in lab2.items()) == d["n_mua_low_amplitude"], (lab2, amp2)
+print("ok", d["n_clusters_before_merges"], g["n_clusters_before_merges"], d["n_mua_low_amplitude"])
+PY
+  assert_success
+  run "$KS_BIN_DIR/ks-cluster" --work wg --final -q --set final_min_group_spikes=0
+  assert_failure 2
+  assert_output --partial "final_min_group_spikes"
+}

@@ -25,6 +25,7 @@ struct StageParams {
     double ccg_threshold = 0.25, acg_threshold = 0.2;
     double fragment_similarity = 0.8, fragment_overlap = 0.35;   // second merge pass (post::MergeParams)
     double fragment_max_shift_um = 40;                             // 0: unshifted templates only
+    int64_t final_min_group_spikes = 300;   // final mode: smaller position groups stay one cluster
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
     double good_min_amplitude = 10;       // 'good' needs a template norm of at least this (Th_learned + margin)
     bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
