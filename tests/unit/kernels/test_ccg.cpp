@@ -304,3 +304,43 @@ TEST(Ccg, GoodLabelWithTheExactTailNeedsEvidence) {
     EXPECT_TRUE(ks::ccg::acg_refractory_poisson(sr, 0.2)) << sr.Q12_poisson;
     EXPECT_FALSE(ks::ccg::acg_refractory_poisson(sp, 0.2)) << sp.Q12_poisson;
 }
+
+namespace {
+
+// Unit a fires every second (70 s), unit b 0.3 s after each of a's spikes and 0.3 s before: their
+// correlogram has 139 pairs at ±300 ms and nothing within ±10 ms. The best window expects
+// lambda = 10 Q00 = 10 * 139 / 499 = 2.79 pairs there: seeing none has probability e^-2.79 = 0.062,
+// no evidence of a shared refractory period at 0.05, but Kilosort4's normal approximation gives 0.048.
+void sparse_pair(std::vector<int64_t>* a, std::vector<int64_t>* b) {
+    for (int k = 0; k < 70; ++k) {
+        a->push_back(30000LL * k);
+        b->push_back(30000LL * k + 9000);
+        b->push_back(30000LL * k + 21000);
+    }
+    std::sort(b->begin(), b->end());
+}
+
+}  // namespace
+
+TEST(Ccg, MergeTestWithTheExactTailNeedsEvidence) {
+    std::vector<int64_t> a, b;
+    sparse_pair(&a, &b);
+    Train ta, tb;
+    for (int64_t v : a) ta.push_back(v / 30000.0);
+    for (int64_t v : b) tb.push_back(v / 30000.0);
+    const Stats st = stats_of(ta, tb, false);
+    EXPECT_EQ(st.R12, 0.0);
+    EXPECT_NEAR(st.Q00, 139.0 / 499, 1e-12);
+    EXPECT_NEAR(st.Q12, 0.5 * std::erfc(std::sqrt(5 * 139.0 / 499)), 1e-9);
+    EXPECT_NEAR(st.Q12_poisson, std::exp(-10 * 139.0 / 499), 1e-9);
+    EXPECT_TRUE(ks::ccg::ccg_refractory(st, 0.25));
+    EXPECT_FALSE(ks::ccg::ccg_refractory_poisson(st, 0.25));
+    // Two neurons sharing a refractory period over many spikes pass both.
+    std::mt19937_64 rng(12);
+    const Train one = train(20, 200, 0.003, rng);
+    Train x, y;
+    for (size_t i = 0; i < one.size(); ++i) (i % 2 ? x : y).push_back(one[i]);
+    const Stats s2 = stats_of(x, y, false);
+    EXPECT_TRUE(ks::ccg::ccg_refractory(s2, 0.25));
+    EXPECT_TRUE(ks::ccg::ccg_refractory_poisson(s2, 0.25)) << s2.Q12_poisson;
+}

@@ -395,3 +395,25 @@ TEST(RedundantMerge, LeavesIndependentAndDistantUnitsAlone) {
 }
 
 }  // namespace
+
+// Kilosort4's merge with its normal approximation joins two small units whose correlogram is empty near
+// zero by chance (ccg Ccg.MergeTestWithTheExactTailNeedsEvidence's pair); with the exact tail it does not.
+TEST(CcgMerge, TheExactTailKeepsSmallUnitsWithoutEvidenceApart) {
+    std::vector<int64_t> a, b, times;
+    std::vector<int32_t> labels;
+    for (int k = 0; k < 70; ++k) {
+        a.push_back(30000LL * k);
+        b.push_back(30000LL * k + 9000);
+        b.push_back(30000LL * k + 21000);
+    }
+    add(&times, &labels, a, 0);
+    add(&times, &labels, b, 1);
+    const std::vector<float> w = basis();
+    MergeParams p;
+    p.fs = kFs;
+    std::vector<float> U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
+    EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p).K, 1);
+    p.exact_tail = true;
+    U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
+    EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p).K, 2);
+}

@@ -31,6 +31,8 @@ struct Stats {
 // §7.2's decisions; both false for undefined statistics (Kilosort4 never calls those refractory).
 [[nodiscard]] bool acg_refractory(const Stats& s, double acg_threshold);   // R12 < acg_threshold and Q12 < 0.2
 [[nodiscard]] bool ccg_refractory(const Stats& s, double ccg_threshold);   // R12 < ccg_threshold and Q12 < 0.05
+// ccg_refractory with the exact tail: R12 < ccg_threshold and Q12_poisson < 0.05 (the merges' test).
+[[nodiscard]] bool ccg_refractory_poisson(const Stats& s, double ccg_threshold);
 // acg_refractory with the exact tail: R12 < acg_threshold and Q12_poisson < 0.2 (the 'good' label's test).
 [[nodiscard]] bool acg_refractory_poisson(const Stats& s, double acg_threshold);
 

@@ -13,6 +13,9 @@ struct MergeParams {
     double acg_threshold = 0.2;    // a cluster absorbs others only when its own ACG is refractory
     double ccg_threshold = 0.25;   // the pair's CCG must be refractory
     double min_similarity = 0.5;   // candidates in decreasing template similarity down to this
+    // The pair's dip tested with the exact Poisson tail (ccg::ccg_refractory_poisson) instead of Kilosort4's
+    // normal approximation, which at the few pairs of small units finds a dip where chance left one.
+    bool exact_tail = false;
     // Second pass, beyond Kilosort4 (0 disables): a drifting neuron that the clustering cut into pieces
     // active at different times. Kilosort4's CCG test cannot merge those: pieces that rarely fire in the
     // same second leave the correlogram nearly empty, so its significance test (Q12 < 0.05) never passes.
