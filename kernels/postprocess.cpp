@@ -73,24 +73,19 @@ std::vector<float> map_template(const float* m, const float* u, int C, int P) {
     return out;
 }
 
-float mapped_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products,
-                        int nt, const float* m, int* lag) {
+float pair_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products, int nt,
+                      int* lag) {
     const int L = 2 * nt + 1;
-    KS_ASSERT(lag_products.size() == static_cast<size_t>(L) * P * P, "mapped_similarity: lag products");
-    std::vector<double> a(static_cast<size_t>(C) * P);
-    if (m == nullptr) {
-        std::copy(ua, ua + a.size(), a.begin());
-    } else {
-        const std::vector<float> mapped = map_template(m, ua, C, P);
-        std::copy(mapped.begin(), mapped.end(), a.begin());
-    }
+    KS_ASSERT(lag_products.size() == static_cast<size_t>(L) * P * P, "pair_similarity: lag products");
+    const float* a = ua;
     double na = 0, nb = 0;
     std::vector<double> g(static_cast<size_t>(P) * P, 0.0);   // g[p, q] = sum_c a[c, p] b[c, q]
     for (int c = 0; c < C; ++c)
         for (int p = 0; p < P; ++p) {
-            na += a[c * P + p] * a[c * P + p];
+            const double ap = a[c * P + p];
+            na += ap * ap;
             nb += static_cast<double>(ub[c * P + p]) * ub[c * P + p];
-            for (int q = 0; q < P; ++q) g[p * P + q] += a[c * P + p] * ub[c * P + q];
+            for (int q = 0; q < P; ++q) g[p * P + q] += ap * ub[c * P + q];
         }
     *lag = 0;
     if (na <= 0 || nb <= 0) return 0.f;
@@ -206,8 +201,8 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                         }
                         for (size_t i = 0; i < shift_um.size(); ++i) {
                             int l = 0;
-                            const float v = mapped_similarity(moved_a[i].data(), U.data() + b * D, C, P, lag_products,
-                                                              nt, nullptr, &l);
+                            const float v =
+                                pair_similarity(moved_a[i].data(), U.data() + b * D, C, P, lag_products, nt, &l);
                             if (v > best) best = v, lag[b] = l, shift_of[b] = static_cast<int>(i);
                         }
                         if (shift_of[b] >= 0) sim[b] = best;
@@ -373,9 +368,13 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     MergeResult& r = rr.merge;
     rr.drop.assign(N, 0);
     // Drops unit k's spikes that, moved by `shift` samples, lie within +-window of one of unit `owner`'s.
+    auto times_of = [&](int k) {
+        std::vector<int64_t> t(members[k].size());
+        for (size_t i = 0; i < t.size(); ++i) t[i] = times[members[k][i]];
+        return t;
+    };
     auto drop_near = [&](int k, int owner, int64_t shift, int64_t window) {
-        std::vector<int64_t> ot(members[owner].size());
-        for (size_t i = 0; i < ot.size(); ++i) ot[i] = times[members[owner][i]];
+        const std::vector<int64_t> ot = times_of(owner);
         for (size_t i : members[k]) {
             if (rr.drop[i]) continue;
             const int64_t t = times[i] + shift;
@@ -387,8 +386,7 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     // the owner's refractory period: R12 of their correlogram below ccg_threshold (Kilosort4's R12 only;
     // an empty correlogram, or fewer than kMinRest such spikes, counts as refractory).
     auto rest_is_refractory = [&](int k, int owner, int64_t lag) {
-        std::vector<int64_t> ot(members[owner].size());
-        for (size_t i = 0; i < ot.size(); ++i) ot[i] = times[members[owner][i]];
+        const std::vector<int64_t> ot = times_of(owner);
         std::vector<double> rest, own(ot.size());
         for (size_t i = 0; i < ot.size(); ++i) own[i] = static_cast<double>(ot[i]) / p.fs;
         for (size_t i : members[k]) {
@@ -420,8 +418,7 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
         }
         if (frac_other < p.fraction) {
             // A different neuron that also took some of the owner's spikes: drop those from it.
-            const int64_t lag = u_owns ? c.lag : -c.lag;   // other's shared spikes are owner's at t + lag
-            drop_near(other, u_owns ? c.u : c.v, -lag, tol);
+            drop_near(other, owner, -olag, tol);
             ++rr.n_dropped_pairs;
             continue;
         }

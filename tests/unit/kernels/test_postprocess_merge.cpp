@@ -154,7 +154,7 @@ std::vector<float> column_template(double y0) {
     return u;
 }
 
-TEST(MappedSimilarity, WithoutAMapIsTheTemplateSimilarity) {
+TEST(PairSimilarity, IsTheTemplateSimilarityAndTheIdentityMapChangesNothing) {
     const std::vector<float> w = unit_basis();
     const std::vector<float> U = templates({column_template(100), column_template(125), column_template(300)});
     std::vector<float> sim;
@@ -164,15 +164,15 @@ TEST(MappedSimilarity, WithoutAMapIsTheTemplateSimilarity) {
     const size_t D = static_cast<size_t>(kColumn) * kP;
     for (int b = 0; b < 3; ++b) {
         int l = 99;
-        EXPECT_NEAR(ks::post::mapped_similarity(U.data(), U.data() + b * D, kColumn, kP, lp, kNt, nullptr, &l), sim[b],
-                    1e-5);
+        EXPECT_NEAR(ks::post::pair_similarity(U.data(), U.data() + b * D, kColumn, kP, lp, kNt, &l), sim[b], 1e-5);
         EXPECT_EQ(l, lag[b]);
     }
     // The identity map changes nothing.
     std::vector<float> eye(static_cast<size_t>(kColumn) * kColumn, 0.f);
     for (int c = 0; c < kColumn; ++c) eye[c * kColumn + c] = 1;
     int l = 99;
-    EXPECT_NEAR(ks::post::mapped_similarity(U.data(), U.data() + D, kColumn, kP, lp, kNt, eye.data(), &l), sim[1], 1e-5);
+    const std::vector<float> same = ks::post::map_template(eye.data(), U.data(), kColumn, kP);
+    EXPECT_NEAR(ks::post::pair_similarity(same.data(), U.data() + D, kColumn, kP, lp, kNt, &l), sim[1], 1e-5);
 }
 
 // A neuron whose first and second minute were clustered apart 25 µm from each other (residual drift): the

@@ -94,13 +94,13 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
                                 const std::vector<double>& unit_x, const std::vector<double>& unit_y,
                                 const std::vector<double>& unit_norm, const RedundantParams& p);
 
-// Similarity of templates ua and ub (C x P PC coefficients over a P x nt basis whose lag products are
-// match::pc_lag_products) as match::template_similarity defines it, with ua first mapped by the C x C
-// matrix m (row-major; nullptr: ua as it is). *lag: the best lag (ua centred at t0 + lag matches ub at t0).
-// m · u for a C x C matrix m (row-major) and a C x P template u.
+// m · u for a C x C matrix m (row-major) and a C x P template u (the fragment pass's vertical shifts).
 std::vector<float> map_template(const float* m, const float* u, int C, int P);
-float mapped_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products,
-                        int nt, const float* m, int* lag);
+// Similarity of two templates ua and ub (C x P PC coefficients over a P x nt basis whose lag products are
+// match::pc_lag_products) as match::template_similarity defines it, for one pair. *lag: the best lag (ua
+// centred at t0 + lag matches ub at t0).
+float pair_similarity(const float* ua, const float* ub, int C, int P, const std::vector<double>& lag_products, int nt,
+                      int* lag);
 
 // Histogram intersection of two spike-time profiles over `bins` equal bins of [t0, t1] (each profile
 // normalised to sum 1): 1 for the same firing over time, 0 for trains active at disjoint times.

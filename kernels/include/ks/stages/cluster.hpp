@@ -28,8 +28,8 @@ struct StageParams {
     int64_t final_min_group_spikes = 300;   // final mode: smaller position groups stay one cluster
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
     double good_min_amplitude = 10;       // 'good' needs a template norm of at least this (Th_learned + margin)
-    bool exact_refractory_test = false;
-    bool exact_merge_test = true;         // merges: exact Poisson tail (false: Kilosort4's normal approx.)   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
+    bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
+    bool exact_merge_test = true;         // merges: exact Poisson tail (false: Kilosort4's normal approx.)
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
     static StageParams from(const Settings& settings);
 };
