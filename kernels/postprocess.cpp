@@ -51,6 +51,54 @@ constexpr float kShiftGain = 0.01f;
 // Fewer remaining spikes than this cannot show a correlogram; such a unit joins as before.
 constexpr size_t kMinRest = 20;
 
+// Vertical shifts of a template over the contacts, as the drift correction moves the data (kriging):
+// shift i moves a C x P template up by um(i) µm; the shifts come in +d, -d pairs, d = step, 2 step, ..
+// max_um. Empty without a probe geometry or with max_um or step_um 0. Operators are built on first use.
+class VerticalShifts {
+public:
+    VerticalShifts(const std::vector<double>& xc, const std::vector<double>& yc, const std::vector<int>& kcoords,
+                   int C, double sig_um, double max_um, double step_um)
+        : xc_(xc), yc_(yc), kcoords_(kcoords), C_(C), sig_um_(sig_um) {
+        const auto n = static_cast<size_t>(C);
+        if (max_um <= 0 || step_um <= 0 || xc.size() != n || yc.size() != n || kcoords.size() != n) return;
+        for (double d = step_um; d <= max_um + 1e-9; d += step_um) um_.push_back(d), um_.push_back(-d);
+        op_.resize(um_.size());
+    }
+    [[nodiscard]] int size() const { return static_cast<int>(um_.size()); }
+    // The shift that undoes shift i.
+    [[nodiscard]] static int back(int i) { return (i % 2 == 0) ? i + 1 : i - 1; }
+    const float* op(int i) {
+        if (op_[i].empty()) {
+            if (!kriging_) kriging_ = std::make_unique<drift::Kriging>(xc_, yc_, kcoords_, sig_um_);
+            const std::vector<double> m = kriging_->matrix(std::vector<double>(C_, um_[i]));
+            op_[i].assign(m.begin(), m.end());
+        }
+        return op_[i].data();
+    }
+
+private:
+    const std::vector<double>& xc_;
+    const std::vector<double>& yc_;
+    const std::vector<int>& kcoords_;
+    int C_;
+    double sig_um_;
+    std::vector<double> um_;
+    std::vector<std::vector<float>> op_;
+    std::unique_ptr<drift::Kriging> kriging_;
+};
+
+// The channel where template u (C x P PCs) has the largest norm.
+int peak_channel(const float* u, int C, int P) {
+    int best = 0;
+    double bn = -1;
+    for (int c = 0; c < C; ++c) {
+        double n = 0;
+        for (int q = 0; q < P; ++q) n += static_cast<double>(u[c * P + q]) * u[c * P + q];
+        if (n > bn) bn = n, best = c;
+    }
+    return best;
+}
+
 }  // namespace
 
 double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins) {
@@ -125,37 +173,11 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
     for (const auto& t : train)
         if (!t.empty()) t0 = std::min(t0, t.front()), t1 = std::max(t1, t.back());
     std::vector<float> sim;
-    std::vector<int> lag, shift_of;   // shift_of[b]: index into shift_um of b's best vertical shift, -1 none
-    // Vertical shift operators for the fragment pass, built on first use: op(i) moves a template up by
-    // shift_um[i] µm (kriging over the contacts, as the drift correction moves the data).
-    std::vector<double> shift_um;
-    std::vector<std::vector<float>> shift_op;
-    std::unique_ptr<drift::Kriging> kriging;
-    if (p.fragment_similarity > 0 && p.fragment_max_shift_um > 0 && p.fragment_shift_step_um > 0 &&
-        p.yc.size() == static_cast<size_t>(C) && p.xc.size() == static_cast<size_t>(C) &&
-        p.kcoords.size() == static_cast<size_t>(C)) {
-        for (double d = p.fragment_shift_step_um; d <= p.fragment_max_shift_um + 1e-9; d += p.fragment_shift_step_um)
-            shift_um.push_back(d), shift_um.push_back(-d);
-        shift_op.resize(shift_um.size());
-    }
-    auto op = [&](int i) -> const float* {
-        if (shift_op[i].empty()) {
-            if (!kriging) kriging = std::make_unique<drift::Kriging>(p.xc, p.yc, p.kcoords, p.sig_interp_um);
-            const std::vector<double> m = kriging->matrix(std::vector<double>(C, shift_um[i]));
-            shift_op[i].assign(m.begin(), m.end());
-        }
-        return shift_op[i].data();
-    };
-    auto peak_chan = [&](int k) {
-        int best = 0;
-        double bn = -1;
-        for (int c = 0; c < C; ++c) {
-            double n = 0;
-            for (int q = 0; q < P; ++q) n += static_cast<double>(U[k * D + c * P + q]) * U[k * D + c * P + q];
-            if (n > bn) bn = n, best = c;
-        }
-        return best;
-    };
+    std::vector<int> lag, shift_of;   // shift_of[b]: b's best vertical shift (VerticalShifts index), -1 none
+    // Vertical shifts for the fragment pass.
+    VerticalShifts shifts(p.xc, p.yc, p.kcoords, C, p.sig_interp_um,
+                          p.fragment_similarity > 0 ? p.fragment_max_shift_um : 0, p.fragment_shift_step_um);
+    auto peak_chan = [&](int k) { return peak_channel(U.data() + k * D, C, P); };
     std::vector<double> lag_products;
     int n_shifted = 0;
     // One walk: clusters by decreasing size, each refractory one absorbing, in decreasing similarity, the
@@ -185,7 +207,7 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                 match::template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
                 shift_of.assign(K, -1);
                 std::vector<std::vector<float>> moved_a;   // a's template at each shift, made on first need
-                if (!shift_um.empty() && shift_candidate) {
+                if (shifts.size() > 0 && shift_candidate) {
                     if (lag_products.empty()) lag_products = match::pc_lag_products(wpca, P, nt);
                     for (int b = 0; b < K; ++b) {
                         if (b == a || !alive[b] || train[b].empty() || !shift_candidate(a, b)) continue;
@@ -195,15 +217,14 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                         float best = plain + kShiftGain;
                         const int plain_lag = lag[b];
                         if (moved_a.empty()) {
-                            moved_a.resize(shift_um.size());
-                            for (size_t i = 0; i < shift_um.size(); ++i)
-                                moved_a[i] = map_template(op(static_cast<int>(i)), U.data() + a * D, C, P);
+                            moved_a.resize(shifts.size());
+                            for (int i = 0; i < shifts.size(); ++i) moved_a[i] = map_template(shifts.op(i), U.data() + a * D, C, P);
                         }
-                        for (size_t i = 0; i < shift_um.size(); ++i) {
+                        for (int i = 0; i < shifts.size(); ++i) {
                             int l = 0;
                             const float v =
                                 pair_similarity(moved_a[i].data(), U.data() + b * D, C, P, lag_products, nt, &l);
-                            if (v > best) best = v, lag[b] = l, shift_of[b] = static_cast<int>(i);
+                            if (v > best) best = v, lag[b] = l, shift_of[b] = i;
                         }
                         if (shift_of[b] >= 0) sim[b] = best;
                         else lag[b] = plain_lag;
@@ -224,9 +245,8 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                 const int l = lag[merged];
                 if (shift_of[merged] >= 0) {
                     // a moved up by dy matches b: move b down by dy onto a's position.
-                    const int i = shift_of[merged];
-                    const int back = (i % 2 == 0) ? i + 1 : i - 1;   // shift_um holds +d, -d pairs
-                    const std::vector<float> moved = map_template(op(back), U.data() + merged * D, C, P);
+                    const std::vector<float> moved =
+                        map_template(shifts.op(VerticalShifts::back(shift_of[merged])), U.data() + merged * D, C, P);
                     std::copy(moved.begin(), moved.end(), U.begin() + merged * D);
                     ++n_shifted;
                 }
@@ -450,6 +470,69 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     for (int k = 0; k < K; ++k)
         if (root[k] != k) drop_near(k, root[k], off[k], L);
     return rr;
+}
+
+std::vector<int32_t> probable_pieces(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
+                                     const std::vector<float>& U, int C, int P, const float* wpca, int nt,
+                                     const std::vector<uint8_t>& good, const PieceParams& p) {
+    KS_ASSERT(times.size() == labels.size() && U.size() == static_cast<size_t>(K) * C * P &&
+                  good.size() == static_cast<size_t>(K),
+              "probable_pieces: shapes");
+    std::vector<int32_t> parent(K, -1);
+    if (p.similarity <= 0 || K < 2 || times.empty()) return parent;
+    const size_t D = static_cast<size_t>(C) * P;
+    std::vector<std::vector<int64_t>> train(K);
+    for (size_t i = 0; i < times.size(); ++i) {
+        KS_ASSERT(labels[i] >= 0 && labels[i] < K, "probable_pieces: label out of range");
+        train[labels[i]].push_back(times[i]);
+    }
+    for (auto& t : train) std::sort(t.begin(), t.end());
+    const auto [tmin, tmax] = std::minmax_element(times.begin(), times.end());
+    const double span_s = static_cast<double>(*tmax - *tmin) / p.fs;
+    if (!(span_s > 0)) return parent;
+    const auto w = static_cast<int64_t>(std::floor(p.window_ms * p.fs / 1000.0));
+    const bool geometry = p.xc.size() == static_cast<size_t>(C) && p.yc.size() == static_cast<size_t>(C) &&
+                          p.kcoords.size() == static_cast<size_t>(C);
+    VerticalShifts shifts(p.xc, p.yc, p.kcoords, C, p.sig_interp_um, p.max_shift_um, p.shift_step_um);
+    const std::vector<double> lag_products = match::pc_lag_products(wpca, P, nt);
+    std::vector<int> peak(K);
+    for (int k = 0; k < K; ++k) peak[k] = peak_channel(U.data() + k * D, C, P);
+    for (int k = 0; k < K; ++k) {
+        if (!good[k] || train[k].empty()) continue;
+        std::vector<std::vector<float>> moved;   // k's template at each shift, made on first need
+        // Candidate parents: larger good units on the same shank within the shift range (plus 40 µm).
+        std::vector<std::pair<double, int>> cand;
+        for (int q = 0; q < K; ++q) {
+            if (q == k || !good[q] || train[q].size() <= train[k].size()) continue;
+            if (geometry && (p.kcoords[peak[q]] != p.kcoords[peak[k]] ||
+                             std::fabs(p.yc[peak[q]] - p.yc[peak[k]]) > p.max_shift_um + 40.0))
+                continue;
+            int l = 0;
+            float best = pair_similarity(U.data() + k * D, U.data() + q * D, C, P, lag_products, nt, &l);
+            if (shifts.size() > 0 && moved.empty()) {
+                moved.resize(shifts.size());
+                for (int i = 0; i < shifts.size(); ++i) moved[i] = map_template(shifts.op(i), U.data() + k * D, C, P);
+            }
+            for (const auto& m : moved)
+                best = std::max(best, pair_similarity(m.data(), U.data() + q * D, C, P, lag_products, nt, &l));
+            if (best >= p.similarity) cand.emplace_back(-static_cast<double>(best), q);
+        }
+        std::sort(cand.begin(), cand.end());   // most similar first, then lower index
+        for (const auto& [negsim, q] : cand) {
+            const auto& a = train[k];
+            const auto& b = train[q];
+            int64_t c = 0;
+            for (int64_t t : a)
+                c += std::upper_bound(b.begin(), b.end(), t + w) - std::lower_bound(b.begin(), b.end(), t - w);
+            const double expected = static_cast<double>(a.size()) * static_cast<double>(b.size()) *
+                                    (2.0 * static_cast<double>(w) + 1.0) / p.fs / span_s;
+            if (expected >= p.min_expected && static_cast<double>(c) <= p.ccg_threshold * expected) {
+                parent[k] = q;
+                break;
+            }
+        }
+    }
+    return parent;
 }
 
 void spike_position(const float* features, const int32_t* chans, int nC, int P, const std::vector<double>& xc,

@@ -106,6 +106,7 @@ StageParams StageParams::from(const Settings& s) {
     p.final_min_group_spikes = s.get_int("final_min_group_spikes");
     p.fragment_max_shift_um = s.is_none("fragment_max_shift") ? 0 : s.get_float("fragment_max_shift");
     p.redundant_fraction = s.is_none("redundant_fraction") ? 0 : s.get_float("redundant_fraction");
+    p.piece_similarity = s.is_none("piece_similarity") ? 0 : s.get_float("piece_similarity");
     p.exact_refractory_test = s.get_string("refractory_test") == "poisson";
     p.exact_merge_test = s.get_string("merge_refractory_test") == "poisson";
     p.good_min_amplitude =
@@ -646,6 +647,23 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
             ++sum.n_mua_residue;
         }
     }
+    if (p.piece_similarity > 0) {
+        post::PieceParams pp;
+        pp.fs = fs_hz;
+        pp.similarity = p.piece_similarity;
+        pp.ccg_threshold = p.ccg_threshold;
+        pp.max_shift_um = p.fragment_max_shift_um;
+        pp.xc = probe.xc;
+        pp.yc = probe.yc;
+        pp.kcoords = probe.kcoords;
+        const std::vector<int32_t> parent =
+            post::probable_pieces(out_t, out_l, K, cl.wall, C, in.P, in.wpca.data(), in.nt, good, pp);
+        for (int k = 0; k < K; ++k)
+            if (parent[k] >= 0) {
+                good[k] = 0;
+                ++sum.n_mua_piece;
+            }
+    }
     for (uint8_t g : good) sum.n_good += g ? 1 : 0;
 
     // §7.6/7.7 per matched spike from its features (streamed), then taken in the final order.
@@ -738,6 +756,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     j.key("n_good").value(sum.n_good);
     j.key("n_mua_low_amplitude").value(sum.n_mua_low_amplitude);
     j.key("n_mua_residue").value(sum.n_mua_residue);
+    j.key("n_mua_piece").value(sum.n_mua_piece);
     j.key("n_groups").value(n_groups);
     j.key("largest_group").value(sum.largest_group);
     j.end_object();

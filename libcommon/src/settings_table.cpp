@@ -182,6 +182,16 @@ std::vector<SettingSpec> build_table() {
         t.push_back(s);
     }
     {
+        SettingSpec s = spec("piece_similarity", T::Float, fv(0.9), 0, 1, {}, "", "final",
+                             "A good unit whose template is at least this similar to a larger good unit's (also "
+                             "under vertical shifts up to fragment_max_shift) and which fires within 1.5 ms of it "
+                             "at most ccg_threshold times as often as independent neurons would is probably a "
+                             "piece of it: 'mua' (None: off).",
+                             true);
+        s.ks4 = false;
+        t.push_back(s);
+    }
+    {
         SettingSpec s = spec("good_amplitude_margin", T::Float, fv(2), 0, kInf, {}, "", "final",
                              "A unit is 'good' only if its template's norm exceeds Th_learned by at least this much "
                              "(whitened units, about noise SDs): below it, its spikes are the noise crossings the "

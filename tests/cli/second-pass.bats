@@ -475,6 +475,30 @@ PY
   assert_output --partial "refractory_test"
 }
 
+@test "piece_similarity: good units that are probable pieces of larger good ones are mua; None keeps them" {
+  cp -r "$W" wp
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wp --final -q --set piece_similarity=None
+  run "$PY" - "$W/final" wp/final <<'PY'
+import sys, json
+d, n = (json.load(open(f + "/final.json"))["extra"] for f in sys.argv[1:])
+def labels(f):
+    rows = [l.split("\t") for l in open(f + "/cluster_KSLabel.tsv").read().split("\n")[1:] if l.strip()]
+    return {int(a): b for a, b in rows}
+ld, ln = labels(sys.argv[1]), labels(sys.argv[2])
+assert n["n_mua_piece"] == 0 and d["n_mua_piece"] >= 0, (d, n)
+# the same units; only the pieces change label, from good to mua
+assert ld.keys() == ln.keys()
+changed = [k for k in ld if ld[k] != ln[k]]
+assert all(ln[k] == "good" and ld[k] == "mua" for k in changed), changed
+assert len(changed) == d["n_mua_piece"] and d["n_good"] == n["n_good"] - d["n_mua_piece"], (changed, d, n)
+print("ok", d["n_mua_piece"])
+PY
+  assert_success
+  run "$KS_BIN_DIR/ks-cluster" --work wp --final -q --set piece_similarity=1.5
+  assert_failure 2
+  assert_output --partial "piece_similarity"
+}
+
 @test "final_min_group_spikes: a group below it is one cluster; the good label needs Th_learned + good_amplitude_margin" {
   cp -r "$W" wg
   cp -r "$W" wa

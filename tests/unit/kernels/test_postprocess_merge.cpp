@@ -417,3 +417,83 @@ TEST(CcgMerge, TheExactTailKeepsSmallUnitsWithoutEvidenceApart) {
     U = templates({tmpl({5, 3, 1, 0}), tmpl({5, 3, 1, 0})});
     EXPECT_EQ(ks::post::ccg_merge(times, labels, 2, U, kC, kP, w.data(), kNt, p).K, 2);
 }
+
+namespace {
+
+ks::post::PieceParams piece_params() {
+    ks::post::PieceParams p;
+    p.fs = kFs;
+    p.similarity = 0.9;
+    for (int c = 0; c < kColumn; ++c) p.xc.push_back(0), p.yc.push_back(20.0 * c), p.kcoords.push_back(0);
+    return p;
+}
+
+// One neuron's spikes dealt to two units at random, `fraction` of them to unit 1.
+void split_neuron(double fraction, std::mt19937_64& rng, std::vector<int64_t>* times, std::vector<int32_t>* labels) {
+    std::uniform_real_distribution<double> u(0, 1);
+    for (int64_t t : neuron(8, 0, 120, rng)) {
+        times->push_back(t);
+        labels->push_back(u(rng) < fraction ? 1 : 0);
+    }
+}
+
+}  // namespace
+
+// A neuron the clustering cut into a large unit and a small one 20 µm apart (motion), firing interleaved:
+// the small one never fires within 1.5 ms of the large one where independent neurons would about 3
+// times, and its template is the large one's moved by 20 µm: a probable piece.
+TEST(ProbablePieces, ASmallPieceOfALargerGoodUnitIsFound) {
+    std::mt19937_64 rng(11);
+    std::vector<int64_t> times;
+    std::vector<int32_t> labels;
+    split_neuron(0.15, rng, &times, &labels);
+    const std::vector<float> w = unit_basis();
+    const std::vector<float> U = templates({column_template(140), column_template(160)});
+    ks::post::PieceParams p = piece_params();
+    std::vector<int32_t> parent = ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p);
+    EXPECT_EQ(parent[0], -1);
+    EXPECT_EQ(parent[1], 0);
+    // Unshifted the templates are less alike than `similarity`: no piece without the shifts.
+    p.max_shift_um = 0;
+    parent = ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p);
+    EXPECT_EQ(parent[1], -1);
+    // Off, and no larger unit that is good: nothing.
+    p = piece_params();
+    p.similarity = 0;
+    EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+    p = piece_params();
+    EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {0, 1}, p)[1], -1);
+}
+
+TEST(ProbablePieces, TwinNeuronsTooFewSpikesAndUnlikeTemplatesAreNotPieces) {
+    std::mt19937_64 rng(12);
+    const std::vector<float> w = unit_basis();
+    const ks::post::PieceParams p = piece_params();
+    {
+        // Two independent neurons with the same template: they fire within 1.5 ms of each other as often
+        // as chance has it.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        add(&times, &labels, neuron(8, 0, 120, rng), 0);
+        add(&times, &labels, neuron(2, 0, 120, rng), 1);
+        const std::vector<float> U = templates({column_template(140), column_template(140)});
+        EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+    }
+    {
+        // A piece of 15 spikes: independent firing would give 0.3 coincidences, so none seen says nothing.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        split_neuron(0.016, rng, &times, &labels);
+        ASSERT_LT(std::count(labels.begin(), labels.end(), 1), 25);
+        const std::vector<float> U = templates({column_template(140), column_template(140)});
+        EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+    }
+    {
+        // One neuron's spikes, but templates 100 µm apart: beyond any shift.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        split_neuron(0.15, rng, &times, &labels);
+        const std::vector<float> U = templates({column_template(100), column_template(200)});
+        EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+    }
+}

@@ -106,6 +106,33 @@ float pair_similarity(const float* ua, const float* ub, int C, int P, const std:
 // normalised to sum 1): 1 for the same firing over time, 0 for trains active at disjoint times.
 double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins);
 
+// Beyond Kilosort4, for the 'good' label: a unit that is probably a piece of a larger good unit. The
+// final clustering can cut one neuron into pieces (by residual motion, or a weak neuron's spikes into
+// two feature clouds) that fire interleaved; Kilosort4's merge needs a significant shared refractory
+// dip, which pieces of a few dozen to a few hundred spikes cannot show. A piece is a good unit whose
+// template is at least `similarity` alike a larger good unit's (also under vertical shifts up to
+// max_shift_um, same shank, peaks within max_shift_um + 40 µm) and whose spikes fall within
+// ±window_ms of that unit's spikes at most ccg_threshold times as often as independent firing would
+// give, where that is at least min_expected: the correlogram leans towards one neuron without
+// proving it. Such a unit is left 'mua' rather than merged.
+struct PieceParams {
+    double fs = 30000;
+    double similarity = 0;          // 0 disables
+    double window_ms = 1.5;         // coincidence window, each side
+    double min_expected = 0.5;      // independent firing must give at least this many coincidences
+    double ccg_threshold = 0.25;    // at most this fraction of them may be seen
+    double max_shift_um = 40, shift_step_um = 5, sig_interp_um = 20;
+    std::vector<double> xc, yc;     // contact positions (µm) per template channel; empty: no geometry
+    std::vector<int> kcoords;
+};
+
+// times/labels: every spike's time (samples) and unit (0..K-1); U: K x C x P templates (PCs over wpca,
+// P x nt); good: the label so far. Returns per unit the larger good unit it is probably a piece of (the
+// most similar such), or -1.
+std::vector<int32_t> probable_pieces(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
+                                     const std::vector<float>& U, int C, int P, const float* wpca, int nt,
+                                     const std::vector<uint8_t>& good, const PieceParams& p);
+
 // §7.6: a spike's position is the mean of its channels' positions weighted by the norm of its features
 // there (features nC x P on channels chans[0..nC), chans[0] its template's peak channel); channels farther
 // than position_limit_um from chans[0], or -1, weigh 0. All weights 0: the peak channel's position.

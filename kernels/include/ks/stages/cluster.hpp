@@ -28,6 +28,7 @@ struct StageParams {
     int64_t final_min_group_spikes = 300;   // final mode: smaller position groups stay one cluster
     double redundant_fraction = 0.5;                               // post::redundant_merge; 0 disables
     double good_min_amplitude = 10;       // 'good' needs a template norm of at least this (Th_learned + margin)
+    double piece_similarity = 0.9;        // 'good' units that are probable pieces of larger ones (post::probable_pieces) become 'mua'; 0 disables
     bool exact_refractory_test = false;   // 'good' label: exact Poisson tail (false: Kilosort4's normal approx.)
     bool exact_merge_test = true;         // merges: exact Poisson tail (false: Kilosort4's normal approx.)
     double duplicate_spike_ms = 0.25, position_limit_um = 100;
@@ -61,6 +62,7 @@ struct Summary {
     int n_shifted_fragment_merges = 0;                    // of n_fragment_merges
     int n_mua_low_amplitude = 0;                          // refractory units left 'mua' by good_min_amplitude
     int n_mua_residue = 0;                                // and as residues of the redundant merge
+    int n_mua_piece = 0;                                  // and as probable pieces of larger good units
     int64_t n_redundant_dropped = 0;                      // spikes removed as another unit's, found twice
     int64_t n_duplicates = 0;
 };
