@@ -142,7 +142,7 @@ echo
 "$PY" - "$out" "${acc_rows[@]}" <<'PY'
 import sys, os, json
 out = sys.argv[1]
-print("| recording | sorting | units | well detected | mean acc. (well det.) | mean precision | mean recall | false-positive units | redundant |")
+print("| recording | sorting | units | well detected | mean acc. (well det.) | mean precision | mean recall | false-positive units (of which offset) | redundant |")
 print("|---|---|---|---|---|---|---|---|---|")
 labels = [("first", "ks-tools first pass"), ("match", "ks-tools matched templates"), ("final", "ks-tools final"),
           ("good", "ks-tools final, good"), ("ks4first", "Kilosort4 first pass"), ("ks4", "Kilosort4 final"),
@@ -155,7 +155,8 @@ for name in sys.argv[2:]:
         s = json.load(open(f))["summary"]
         print(f"| {name} | {label} | {s['n_sorted_units']} | {s['n_well_detected']} | "
               f"{s.get('mean_accuracy_well_detected', 0):.3f} | {s.get('mean_precision_well_detected', 0):.3f} | "
-              f"{s.get('mean_recall_well_detected', 0):.3f} | {s['n_false_positive']} | {s.get('n_redundant', 0)} |")
+              f"{s.get('mean_recall_well_detected', 0):.3f} | {s['n_false_positive']} ({s.get('n_false_positive_offset', 0)}) | "
+              f"{s.get('n_redundant', 0)} |")
 PY
 if [ "$keep" = 0 ]; then
   for row in "${acc_rows[@]}"; do rm -rf "$out/$row.ks"; done

@@ -155,6 +155,58 @@ double mean_of(const std::vector<double>& v) {
     return s / static_cast<double>(v.size());
 }
 
+// For each false-positive sorted unit: the true unit whose spikes its own match best at one constant
+// offset o (|o| <= max_off samples), o the most frequent lag to that unit's nearby spikes (counted
+// with its two neighbours; ties: the lag itself more frequent, then the smaller |o|, then the positive
+// one) and the agreement counted exactly with the sorted times moved
+// by -o; flagged when that agreement reaches match_score.
+void flag_offset_units(const Trains& gt, const Trains& so, int64_t max_off, int64_t delta, double match_score,
+                       const Sorting& gt_in, Result* r) {
+    const int n_gt = static_cast<int>(gt.n_per_unit.size());
+    std::vector<std::vector<int64_t>> gt_train(n_gt);
+    for (std::size_t k = 0; k < gt.t.size(); ++k) gt_train[gt.u[k]].push_back(gt.t[k]);
+    const int64_t W = max_off + delta;
+    for (std::size_t s = 0; s < r->sorted.size(); ++s) {
+        SortedUnitScore& u = r->sorted[s];
+        if (!u.false_positive) continue;
+        std::vector<int64_t> ts;
+        for (std::size_t k = 0; k < so.t.size(); ++k)
+            if (so.u[k] == static_cast<int32_t>(s)) ts.push_back(so.t[k]);
+        std::map<int32_t, std::vector<int64_t>> lags;   // true unit -> histogram of t_sorted - t_true
+        for (int64_t t : ts) {
+            auto k = static_cast<std::size_t>(std::lower_bound(gt.t.begin(), gt.t.end(), t - W) - gt.t.begin());
+            for (; k < gt.t.size() && gt.t[k] <= t + W; ++k) {
+                auto& h = lags[gt.u[k]];
+                if (h.empty()) h.assign(static_cast<std::size_t>(2 * W + 1), 0);
+                ++h[static_cast<std::size_t>(t - gt.t[k] + W)];
+            }
+        }
+        for (const auto& [g, h] : lags) {
+            // The most frequent lag (counted with its two neighbours, so that a sample of jitter does not
+            // split it), then the agreement within the usual tolerance around it.
+            int64_t best_o = 0, best_c = -1, best_centre = -1;
+            for (int64_t a = 0; a <= max_off; ++a)
+                for (int64_t o : {a, -a}) {
+                    int64_t c = 0;
+                    for (int64_t l = o - 1; l <= o + 1; ++l) c += h[static_cast<std::size_t>(l + W)];
+                    const int64_t centre = h[static_cast<std::size_t>(o + W)];
+                    if (c > best_c || (c == best_c && centre > best_centre)) best_c = c, best_centre = centre, best_o = o;
+                    if (a == 0) break;
+                }
+            std::vector<int64_t> moved(ts);
+            for (int64_t& t : moved) t -= best_o;
+            const double a =
+                agreement(count_matches_pair(gt_train[g], moved, delta), gt.n_per_unit[g], static_cast<int64_t>(ts.size()));
+            if (a >= match_score && a > u.offset_score) {
+                u.offset_gt_unit = gt_in.units[g];
+                u.offset_samples = best_o;
+                u.offset_score = a;
+            }
+        }
+        r->n_false_positive_offset += u.offset_gt_unit ? 1 : 0;
+    }
+}
+
 }  // namespace
 
 // ---- Engine ----------------------------------------------------------------------------------
@@ -178,6 +230,8 @@ void Params::validate() const {
     check_threshold(well_detected_score, "--well-detected");
     check_threshold(redundant_score, "redundant_score");
     check_threshold(overmerged_score, "overmerged_score");
+    if (!std::isfinite(offset_ms) || offset_ms < 0 || offset_ms > 10)
+        throw Error(Exit::usage, "--offset-ms " + json_number(offset_ms) + ": expected milliseconds in [0, 10]");
 }
 
 int64_t delta_samples(double delta_ms, double fs_hz) {
@@ -373,6 +427,10 @@ Result compare(const Sorting& gt_in, const Sorting& sorted_in, double fs_hz, con
         r.n_false_positive += u.false_positive;
         r.n_redundant += u.redundant;
     }
+
+    if (params.exhaustive_gt && params.offset_ms > 0 && r.n_false_positive > 0)
+        flag_offset_units(gt, so, delta_samples(params.offset_ms, fs_hz), r.delta_samples, params.match_score, gt_in,
+                          &r);
 
     for (std::size_t k = 0; k < counts.size(); ++k) {
         if (score[k] < params.chance_score) continue;
@@ -698,6 +756,8 @@ std::string format_table(const Result& r, const ReportInfo& info) {
     line("mean precision (all / well det.)", fixed3(r.mean_precision) + " / " + fixed3(r.mean_precision_well));
     if (r.params.exhaustive_gt) {
         line("false-positive units", std::to_string(r.n_false_positive));
+        if (r.params.offset_ms > 0)
+            line("  of which offset (<= " + json_number(r.params.offset_ms) + " ms)", std::to_string(r.n_false_positive_offset));
         line("redundant units", std::to_string(r.n_redundant));
         line("overmerged units", std::to_string(r.n_overmerged));
         line("unpaired sorted units", std::to_string(r.n_bad));
@@ -733,6 +793,7 @@ std::string to_json(const Result& r, const ReportInfo& info) {
     w.key("redundant_score").value(r.params.redundant_score);
     w.key("overmerged_score").value(r.params.overmerged_score);
     w.key("exhaustive_gt").value(r.params.exhaustive_gt);
+    w.key("offset_ms").value(r.params.offset_ms);
     w.end_object();
 
     const bool ex = r.params.exhaustive_gt;
@@ -746,6 +807,8 @@ std::string to_json(const Result& r, const ReportInfo& info) {
     w.key("n_well_detected").value(r.n_well_detected);
     w.key("n_false_positive");
     count_or_null(r.n_false_positive);
+    w.key("n_false_positive_offset");
+    count_or_null(r.n_false_positive_offset);
     w.key("n_redundant");
     count_or_null(r.n_redundant);
     w.key("n_overmerged");
@@ -812,6 +875,10 @@ std::string to_json(const Result& r, const ReportInfo& info) {
         flag("redundant", u.redundant);
         flag("overmerged", u.overmerged);
         flag("bad", u.bad);
+        w.key("offset_gt_unit");
+        json_opt_id(w, u.offset_gt_unit);
+        w.key("offset_samples").value(u.offset_samples);
+        w.key("offset_score").value(u.offset_score);
         w.end_object();
     }
     w.end_array();

@@ -75,6 +75,8 @@ PY
   [[ "$stderr" == *"--delta-ms"* ]]
   run --separate-stderr -2 "$KS" --gt sim --sorting phy --well-detected 2
   [[ "$stderr" == *"--well-detected"* ]]
+  run --separate-stderr -2 "$KS" --gt sim --sorting phy --offset-ms -1
+  [[ "$stderr" == *"--offset-ms"* ]]
   "$PY" -c "import numpy as np; np.save('phy/spike_clusters.npy', np.zeros(3, np.int32))"
   run --separate-stderr -2 "$KS" --gt sim --sorting phy
   [[ "$stderr" == *"spike_clusters.npy"* ]]

@@ -45,6 +45,7 @@ int main(int argc, char** argv) {
         {"--sorting", "DIR", "the sorting: a Phy folder or a work folder with phy/ (required)"},
         {"--good-only", "", "score only units labelled 'good' (cluster_group.tsv, else cluster_KSLabel.tsv)"},
         {"--delta-ms", "MS", "matching tolerance either side, in ms [0.4]"},
+        {"--offset-ms", "MS", "flag false-positive units that match a true unit at a constant offset up to MS (0: off) [1]"},
         {"--well-detected", "A", "accuracy at or above which a true unit is well detected [0.8]"},
         {"--fs", "HZ", "sampling rate (default: 'fs' in the ground truth's params.json)"},
         {"--partial-gt", "", "ground truth not exhaustive (hybrid data): no unit classes"},
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
             if (opt.fs_hz <= 0) throw ks::Error(ks::Exit::usage, "--fs " + cli.get("--fs") + ": expected a positive number of Hz");
         }
         if (cli.has("--delta-ms")) opt.params.delta_ms = parse_number(cli, "--delta-ms");
+        if (cli.has("--offset-ms")) opt.params.offset_ms = parse_number(cli, "--offset-ms");
         if (cli.has("--well-detected")) opt.params.well_detected_score = parse_number(cli, "--well-detected");
         opt.params.exhaustive_gt = !cli.has("--partial-gt");
         opt.command_line = cli.command_line();

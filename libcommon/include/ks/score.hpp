@@ -41,6 +41,10 @@ struct Params {
     double redundant_score = 0.2;      // minimum agreement of a redundant (not false-positive) unit
     double overmerged_score = 0.2;     // agreement above which a true unit counts towards overmerging
     bool exhaustive_gt = true;         // false: false-positive/redundant/overmerged/bad not reported
+    // Diagnosis only (changes no figure above): a false-positive unit whose spikes match a true unit's
+    // at a constant offset of up to offset_ms (agreement >= match_score once shifted) is flagged: a
+    // unit found whole but timed on another feature of the waveform than the ground truth's. 0: off.
+    double offset_ms = 1.0;
 
     // Throws Error(usage) naming the parameter when out of range (thresholds in (0, 1],
     // delta_ms finite and >= 0).
@@ -97,6 +101,10 @@ struct SortedUnitScore {
     bool redundant = false;
     bool overmerged = false;
     bool bad = false;                     // unpaired
+    // False-positive units only (Params::offset_ms): the true unit it matches at a constant offset.
+    std::optional<int64_t> offset_gt_unit;
+    int64_t offset_samples = 0;           // sorted time - true time
+    double offset_score = 0;              // agreement at that offset
 };
 
 struct PairScore {
@@ -116,6 +124,7 @@ struct Result {
 
     int64_t n_well_detected = 0;
     int64_t n_false_positive = 0, n_redundant = 0, n_overmerged = 0, n_bad = 0;  // 0 if !exhaustive
+    int64_t n_false_positive_offset = 0;  // of n_false_positive, those with an offset_gt_unit
     // Means over all true units (unpaired ones count as 0) and over the well-detected ones;
     // NaN when the set is empty.
     double mean_accuracy = 0, mean_recall = 0, mean_precision = 0;

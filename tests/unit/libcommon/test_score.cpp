@@ -307,6 +307,44 @@ TEST(ScoreCompare, JitterBeyondTheWindowRemovesEveryMatch) {
     EXPECT_EQ(ks::score::compare(from_trains(units), shifted(13), kFs, p).n_well_detected, 3);
 }
 
+// A unit found whole but timed 16 samples (0.53 ms) early, beyond the tolerance: a false positive by
+// the standard definitions, flagged as matching its true unit at that offset; one beyond the searched
+// offset, or a unit of unrelated spikes, is not flagged.
+TEST(ScoreCompare, FalsePositiveUnitsAtAConstantOffsetAreFlagged) {
+    std::mt19937_64 rng(21);
+    const auto units = three_units(rng);
+    std::vector<std::pair<int64_t, std::vector<int64_t>>> sorted;
+    std::vector<int64_t> early = units[0].second, late = units[1].second;
+    for (int64_t& t : early) t -= 16;
+    for (int64_t& t : late) t += 45;   // 1.5 ms: beyond the 1 ms searched
+    sorted.push_back({7, early});
+    sorted.push_back({8, late});
+    sorted.push_back({9, train(rng, 500, 3, 60, 3000)});
+    sorted.push_back({10, units[2].second});
+    const auto r = ks::score::compare(from_trains(units), from_trains(sorted), kFs);
+    EXPECT_EQ(r.n_well_detected, 1);
+    EXPECT_EQ(r.n_false_positive, 3);
+    EXPECT_EQ(r.n_false_positive_offset, 1);
+    const auto& u7 = sorted_unit(r, 7);
+    EXPECT_TRUE(u7.false_positive);
+    ASSERT_TRUE(u7.offset_gt_unit.has_value());
+    EXPECT_EQ(*u7.offset_gt_unit, 3);
+    EXPECT_EQ(u7.offset_samples, -16);
+    EXPECT_EQ(u7.offset_score, 1.0);
+    EXPECT_FALSE(sorted_unit(r, 8).offset_gt_unit.has_value());
+    EXPECT_FALSE(sorted_unit(r, 9).offset_gt_unit.has_value());
+    EXPECT_FALSE(sorted_unit(r, 10).offset_gt_unit.has_value());   // paired, not a false positive
+    // The standard figures do not depend on the diagnosis; 2 ms finds unit 8 too; 0 switches it off.
+    ks::score::Params p;
+    p.offset_ms = 2;
+    const auto r2 = ks::score::compare(from_trains(units), from_trains(sorted), kFs, p);
+    EXPECT_EQ(r2.n_false_positive, 3);
+    EXPECT_EQ(r2.n_false_positive_offset, 2);
+    EXPECT_EQ(sorted_unit(r2, 8).offset_samples, 45);
+    p.offset_ms = 0;
+    EXPECT_EQ(ks::score::compare(from_trains(units), from_trains(sorted), kFs, p).n_false_positive_offset, 0);
+}
+
 TEST(ScoreCompare, TwoTrueUnitsMergedIsOvermerged) {
     std::mt19937_64 rng(7);
     const auto units = three_units(rng);  // 3, 17, 1000
@@ -463,6 +501,9 @@ TEST(ScoreCompare, BadParamsAreUsageErrors) {
     p = {};
     p.well_detected_score = 1.5;
     EXPECT_NE(message_of([&] { (void)ks::score::compare({}, {}, kFs, p); }).find("--well-detected"), std::string::npos);
+    p = {};
+    p.offset_ms = -1;
+    EXPECT_NE(message_of([&] { (void)ks::score::compare({}, {}, kFs, p); }).find("--offset-ms"), std::string::npos);
     EXPECT_EQ(exit_of([&] { (void)ks::score::compare({}, {}, 0.0, {}); }), ks::Exit::usage);
     EXPECT_EQ(exit_of([&] { (void)ks::score::compare({}, {}, std::nan(""), {}); }), ks::Exit::usage);
 }
