@@ -158,20 +158,21 @@ double mean_of(const std::vector<double>& v) {
 // For each false-positive sorted unit: the true unit whose spikes its own match best at one constant
 // offset o (|o| <= max_off samples), o the most frequent lag to that unit's nearby spikes (counted
 // with its two neighbours; ties: the lag itself more frequent, then the smaller |o|, then the positive
-// one) and the agreement counted exactly with the sorted times moved
-// by -o; flagged when that agreement reaches match_score.
+// one) and the agreement counted exactly with the sorted times moved by -o; flagged when that
+// agreement reaches match_score (the best such true unit; ties: the lower one).
 void flag_offset_units(const Trains& gt, const Trains& so, int64_t max_off, int64_t delta, double match_score,
                        const Sorting& gt_in, Result* r) {
     const int n_gt = static_cast<int>(gt.n_per_unit.size());
     std::vector<std::vector<int64_t>> gt_train(n_gt);
     for (std::size_t k = 0; k < gt.t.size(); ++k) gt_train[gt.u[k]].push_back(gt.t[k]);
-    const int64_t W = max_off + delta;
+    const int64_t W = max_off + std::max<int64_t>(delta, 1);   // lags kept: the search plus its neighbours
+    std::vector<std::vector<int64_t>> so_train(r->sorted.size());
+    for (std::size_t k = 0; k < so.t.size(); ++k)
+        if (r->sorted[so.u[k]].false_positive) so_train[so.u[k]].push_back(so.t[k]);
     for (std::size_t s = 0; s < r->sorted.size(); ++s) {
         SortedUnitScore& u = r->sorted[s];
         if (!u.false_positive) continue;
-        std::vector<int64_t> ts;
-        for (std::size_t k = 0; k < so.t.size(); ++k)
-            if (so.u[k] == static_cast<int32_t>(s)) ts.push_back(so.t[k]);
+        const std::vector<int64_t>& ts = so_train[s];
         std::map<int32_t, std::vector<int64_t>> lags;   // true unit -> histogram of t_sorted - t_true
         for (int64_t t : ts) {
             auto k = static_cast<std::size_t>(std::lower_bound(gt.t.begin(), gt.t.end(), t - W) - gt.t.begin());

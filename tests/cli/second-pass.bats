@@ -485,7 +485,8 @@ def labels(f):
     rows = [l.split("\t") for l in open(f + "/cluster_KSLabel.tsv").read().split("\n")[1:] if l.strip()]
     return {int(a): b for a, b in rows}
 ld, ln = labels(sys.argv[1]), labels(sys.argv[2])
-assert n["n_mua_piece"] == 0 and d["n_mua_piece"] >= 0, (d, n)
+# this recording has one such piece (the rule acts on real output, not only on the unit tests' trains)
+assert n["n_mua_piece"] == 0 and d["n_mua_piece"] >= 1, (d, n)
 # the same units; only the pieces change label, from good to mua
 assert ld.keys() == ln.keys()
 changed = [k for k in ld if ld[k] != ln[k]]

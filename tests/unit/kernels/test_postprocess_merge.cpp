@@ -489,11 +489,27 @@ TEST(ProbablePieces, TwinNeuronsTooFewSpikesAndUnlikeTemplatesAreNotPieces) {
         EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
     }
     {
-        // One neuron's spikes, but templates 100 µm apart: beyond any shift.
+        // One neuron's spikes, but templates 100 µm apart: beyond any shift (the distance filter).
         std::vector<int64_t> times;
         std::vector<int32_t> labels;
         split_neuron(0.15, rng, &times, &labels);
         const std::vector<float> U = templates({column_template(100), column_template(200)});
         EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+    }
+    {
+        // The same place, another waveform (the third basis shape): below `similarity` at every shift.
+        std::vector<int64_t> times;
+        std::vector<int32_t> labels;
+        split_neuron(0.15, rng, &times, &labels);
+        std::vector<float> other = column_template(140);
+        for (int c = 0; c < kColumn; ++c) std::swap(other[c * kP], other[c * kP + 2]);
+        const std::vector<float> U = templates({column_template(140), other});
+        const std::vector<double> lp = ks::match::pc_lag_products(w.data(), kP, kNt);
+        int l = 0;
+        ASSERT_LT(ks::post::pair_similarity(U.data() + kColumn * kP, U.data(), kColumn, kP, lp, kNt, &l), 0.9);
+        EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, U, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], -1);
+        // The same templates for both: found (the premise of the case above).
+        const std::vector<float> same = templates({column_template(140), column_template(140)});
+        EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, same, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], 0);
     }
 }

@@ -343,6 +343,12 @@ TEST(ScoreCompare, FalsePositiveUnitsAtAConstantOffsetAreFlagged) {
     EXPECT_EQ(sorted_unit(r2, 8).offset_samples, 45);
     p.offset_ms = 0;
     EXPECT_EQ(ks::score::compare(from_trains(units), from_trains(sorted), kFs, p).n_false_positive_offset, 0);
+    // An exact tolerance (0 samples) still finds the exact offset.
+    p = {};
+    p.delta_ms = 0;
+    const auto r0 = ks::score::compare(from_trains(units), from_trains(sorted), kFs, p);
+    EXPECT_EQ(r0.n_false_positive_offset, 1);
+    EXPECT_EQ(sorted_unit(r0, 7).offset_samples, -16);
 }
 
 TEST(ScoreCompare, TwoTrueUnitsMergedIsOvermerged) {
