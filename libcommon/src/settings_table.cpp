@@ -185,8 +185,8 @@ std::vector<SettingSpec> build_table() {
         SettingSpec s = spec("piece_similarity", T::Float, fv(0.9), 0, 1, {}, "", "final",
                              "A good unit whose template is at least this similar to a larger good unit's (also "
                              "under vertical shifts up to fragment_max_shift) and which fires within 1.5 ms of it "
-                             "at most ccg_threshold times as often as independent neurons would is probably a "
-                             "piece of it: 'mua' (None: off).",
+                             "at most ccg_threshold times as often as independent neurons would (where they "
+                             "would at least 0.5 times) is probably a piece of it: 'mua' (None: off).",
                              true);
         s.ks4 = false;
         t.push_back(s);
