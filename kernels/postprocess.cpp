@@ -99,6 +99,27 @@ int peak_channel(const float* u, int C, int P) {
     return best;
 }
 
+// Template u (C x P) moved by every shift of `shifts`.
+std::vector<std::vector<float>> moved_templates(VerticalShifts& shifts, const float* u, int C, int P) {
+    std::vector<std::vector<float>> moved(shifts.size());
+    for (int i = 0; i < shifts.size(); ++i) moved[i] = map_template(shifts.op(i), u, C, P);
+    return moved;
+}
+
+// The moved template (index into `moved`) most similar to ub if above `floor`, else -1; *best and *lag
+// then hold its similarity and lag.
+int best_shift(const std::vector<std::vector<float>>& moved, const float* ub, int C, int P,
+               const std::vector<double>& lag_products, int nt, float floor, float* best, int* lag) {
+    int at = -1;
+    *best = floor;
+    for (size_t i = 0; i < moved.size(); ++i) {
+        int l = 0;
+        const float v = pair_similarity(moved[i].data(), ub, C, P, lag_products, nt, &l);
+        if (v > *best) *best = v, *lag = l, at = static_cast<int>(i);
+    }
+    return at;
+}
+
 }  // namespace
 
 double time_overlap(const std::vector<double>& a, const std::vector<double>& b, double t0, double t1, int bins) {
@@ -125,12 +146,11 @@ float pair_similarity(const float* ua, const float* ub, int C, int P, const std:
                       int* lag) {
     const int L = 2 * nt + 1;
     KS_ASSERT(lag_products.size() == static_cast<size_t>(L) * P * P, "pair_similarity: lag products");
-    const float* a = ua;
     double na = 0, nb = 0;
     std::vector<double> g(static_cast<size_t>(P) * P, 0.0);   // g[p, q] = sum_c a[c, p] b[c, q]
     for (int c = 0; c < C; ++c)
         for (int p = 0; p < P; ++p) {
-            const double ap = a[c * P + p];
+            const double ap = ua[c * P + p];
             na += ap * ap;
             nb += static_cast<double>(ub[c * P + p]) * ub[c * P + p];
             for (int q = 0; q < P; ++q) g[p * P + q] += ap * ub[c * P + q];
@@ -214,20 +234,11 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                         // A shift counts only where it makes the templates clearly more alike than unshifted
                         // (kriging smooths slightly, so the smallest shifts come out a hair above).
                         const float plain = sim[b];
-                        float best = plain + kShiftGain;
-                        const int plain_lag = lag[b];
-                        if (moved_a.empty()) {
-                            moved_a.resize(shifts.size());
-                            for (int i = 0; i < shifts.size(); ++i) moved_a[i] = map_template(shifts.op(i), U.data() + a * D, C, P);
-                        }
-                        for (int i = 0; i < shifts.size(); ++i) {
-                            int l = 0;
-                            const float v =
-                                pair_similarity(moved_a[i].data(), U.data() + b * D, C, P, lag_products, nt, &l);
-                            if (v > best) best = v, lag[b] = l, shift_of[b] = i;
-                        }
+                        if (moved_a.empty()) moved_a = moved_templates(shifts, U.data() + a * D, C, P);
+                        float best = 0;
+                        shift_of[b] = best_shift(moved_a, U.data() + b * D, C, P, lag_products, nt, plain + kShiftGain,
+                                                 &best, &lag[b]);
                         if (shift_of[b] >= 0) sim[b] = best;
-                        else lag[b] = plain_lag;
                     }
                 }
                 std::vector<int> cand;
@@ -508,13 +519,10 @@ std::vector<int32_t> probable_pieces(const std::vector<int64_t>& times, const st
                              std::fabs(p.yc[peak[q]] - p.yc[peak[k]]) > p.max_shift_um + 40.0))
                 continue;
             int l = 0;
-            float best = pair_similarity(U.data() + k * D, U.data() + q * D, C, P, lag_products, nt, &l);
-            if (shifts.size() > 0 && moved.empty()) {
-                moved.resize(shifts.size());
-                for (int i = 0; i < shifts.size(); ++i) moved[i] = map_template(shifts.op(i), U.data() + k * D, C, P);
-            }
-            for (const auto& m : moved)
-                best = std::max(best, pair_similarity(m.data(), U.data() + q * D, C, P, lag_products, nt, &l));
+            const float plain = pair_similarity(U.data() + k * D, U.data() + q * D, C, P, lag_products, nt, &l);
+            if (shifts.size() > 0 && moved.empty()) moved = moved_templates(shifts, U.data() + k * D, C, P);
+            float best = plain;   // or better under a shift
+            (void)best_shift(moved, U.data() + q * D, C, P, lag_products, nt, plain, &best, &l);
             if (best >= p.similarity) cand.emplace_back(-static_cast<double>(best), q);
         }
         std::sort(cand.begin(), cand.end());   // most similar first, then lower index
