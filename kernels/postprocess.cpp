@@ -483,6 +483,27 @@ RedundantResult redundant_merge(const std::vector<int64_t>& times, const std::ve
     return rr;
 }
 
+std::vector<double> unit_medians(const std::vector<int32_t>& labels, const std::vector<int64_t>& index,
+                                 const std::vector<float>& values, int K) {
+    KS_ASSERT(labels.size() == index.size(), "unit_medians: labels and index differ in length");
+    std::vector<std::vector<float>> per(static_cast<size_t>(K));
+    for (size_t i = 0; i < labels.size(); ++i) {
+        KS_ASSERT(labels[i] >= 0 && labels[i] < K && index[i] >= 0 && static_cast<size_t>(index[i]) < values.size(),
+                  "unit_medians: label or index out of range");
+        per[labels[i]].push_back(values[index[i]]);
+    }
+    std::vector<double> med(static_cast<size_t>(K), 0.0);
+    for (int k = 0; k < K; ++k) {
+        std::vector<float>& v = per[k];
+        if (v.empty()) continue;
+        const size_t h = v.size() / 2;
+        std::nth_element(v.begin(), v.begin() + h, v.end());
+        med[k] = v[h];
+        if (v.size() % 2 == 0) med[k] = 0.5 * (med[k] + *std::max_element(v.begin(), v.begin() + h));
+    }
+    return med;
+}
+
 std::vector<int32_t> probable_pieces(const std::vector<int64_t>& times, const std::vector<int32_t>& labels, int K,
                                      const std::vector<float>& U, int C, int P, const float* wpca, int nt,
                                      const std::vector<uint8_t>& good, const PieceParams& p) {

@@ -499,6 +499,8 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     const std::vector<int32_t> stmpl = read_npy_checked(mdir + "/spike_templates.npy", Dtype::int32, 1).as<int32_t>();
     const auto N = static_cast<int64_t>(times.size());
     if (static_cast<int64_t>(stmpl.size()) != N) throw Error(Exit::usage, mdir + "/spike_templates.npy: length disagrees with spike_times.npy");
+    const std::vector<float> match_amp = read_npy_checked(mdir + "/spike_amplitudes.npy", Dtype::float32, 1).as<float>();
+    if (static_cast<int64_t>(match_amp.size()) != N) throw Error(Exit::usage, mdir + "/spike_amplitudes.npy: length disagrees with spike_times.npy");
     in.pos.resize(N);
     for (int64_t i = 0; i < N; ++i) {
         if (stmpl[i] < 0 || stmpl[i] >= Km) throw Error(Exit::usage, mdir + "/spike_templates.npy: a template outside template_chans.npy's");
@@ -632,6 +634,11 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     // Beyond Kilosort4: the matching keeps a template's spikes apart in time, so a unit made of noise
     // crossings also has a refractory-looking ACG. A spike exactly like the template passes Th_learned
     // only when the template's norm does; 'good' asks for a margin above that.
+    // The same bound holds for the median of the unit's matched spike amplitudes: when most of a unit's
+    // spikes sit just above Th_learned, the threshold truncates its amplitude distribution and an unknown
+    // share of the neuron's spikes were never found (a fraction of a neuron, or noise crossings), even
+    // where the template's norm, a mean over the found spikes, clears the bound.
+    const std::vector<double> median_amp = post::unit_medians(out_l, out_index, match_amp, K);
     const size_t Dw = static_cast<size_t>(C) * in.P;
     std::vector<double> tnorm(K, 0.0);
     for (int k = 0; k < K; ++k) {
@@ -641,6 +648,10 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
         if (good[k] && tnorm[k] < p.good_min_amplitude) {
             good[k] = 0;
             ++sum.n_mua_low_amplitude;
+        }
+        if (good[k] && median_amp[k] < p.good_min_amplitude) {
+            good[k] = 0;
+            ++sum.n_mua_at_threshold;
         }
         if (good[k] && !redundant_residue.empty() && redundant_residue[k]) {
             good[k] = 0;
@@ -755,6 +766,7 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
     j.key("n_redundant_spikes_removed").value(sum.n_redundant_dropped);
     j.key("n_good").value(sum.n_good);
     j.key("n_mua_low_amplitude").value(sum.n_mua_low_amplitude);
+    j.key("n_mua_at_threshold").value(sum.n_mua_at_threshold);
     j.key("n_mua_residue").value(sum.n_mua_residue);
     j.key("n_mua_piece").value(sum.n_mua_piece);
     j.key("n_groups").value(n_groups);

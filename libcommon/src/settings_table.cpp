@@ -193,9 +193,10 @@ std::vector<SettingSpec> build_table() {
     }
     {
         SettingSpec s = spec("good_amplitude_margin", T::Float, fv(2), 0, kInf, {}, "", "final",
-                             "A unit is 'good' only if its template's norm exceeds Th_learned by at least this much "
-                             "(whitened units, about noise SDs): below it, its spikes are the noise crossings the "
-                             "threshold let through, spaced by the matching (None: Kilosort4's label).",
+                             "A unit is 'good' only if its template's norm and the median of its spikes' matched "
+                             "amplitudes exceed Th_learned by at least this much (whitened units, about noise SDs): "
+                             "below it, its spikes are noise crossings the threshold let through, spaced by the "
+                             "matching, or the top of a neuron the threshold mostly hid (None: Kilosort4's label).",
                              true);
         s.ks4 = false;
         t.push_back(s);

@@ -476,9 +476,13 @@ PY
 }
 
 @test "piece_similarity: good units that are probable pieces of larger good ones are mua; None keeps them" {
+  # This recording's one piece sits at the matching threshold, so the amplitude bound already makes it
+  # 'mua': compare without that bound, with and without the piece rule.
+  cp -r "$W" wq
   cp -r "$W" wp
-  run -0 "$KS_BIN_DIR/ks-cluster" --work wp --final -q --set piece_similarity=None
-  run "$PY" - "$W/final" wp/final <<'PY'
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wq --final -q --set good_amplitude_margin=None
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wp --final -q --set good_amplitude_margin=None --set piece_similarity=None
+  run "$PY" - wq/final wp/final <<'PY'
 import sys, json
 d, n = (json.load(open(f + "/final.json"))["extra"] for f in sys.argv[1:])
 def labels(f):
@@ -500,11 +504,12 @@ PY
   assert_output --partial "piece_similarity"
 }
 
-@test "final_min_group_spikes: a group below it is one cluster; the good label needs Th_learned + good_amplitude_margin" {
+@test "final_min_group_spikes: a group below it is one cluster; the good label needs Th_learned + good_amplitude_margin (template norm and median spike amplitude)" {
   cp -r "$W" wg
   cp -r "$W" wa
   run -0 "$KS_BIN_DIR/ks-cluster" --work wg --final -q --set final_min_group_spikes=100000000
-  run -0 "$KS_BIN_DIR/ks-cluster" --work wa --final -q --set good_amplitude_margin=None
+  # without the bound (and without the piece rule, which acts on the good units left)
+  run -0 "$KS_BIN_DIR/ks-cluster" --work wa --final -q --set good_amplitude_margin=None --set piece_similarity=None
   run "$PY" - "$W/final" wg/final wa/final <<'PY'
 import sys, json, numpy as np
 d, g, a = (json.load(open(f + "/final.json"))["extra"] for f in sys.argv[1:])
@@ -521,7 +526,17 @@ assert d["n_mua_low_amplitude"] > 0 and a["n_mua_low_amplitude"] == 0, (d, a)
 lab2, amp2 = table(sys.argv[3], "KSLabel"), table(sys.argv[3], "Amplitude")
 assert amp2 == amp and {k for k, v in lab.items() if v == "good"} < {k for k, v in lab2.items() if v == "good"}
 assert sum(v == "good" and float(amp2[k]) < 10 for k, v in lab2.items()) == d["n_mua_low_amplitude"], (lab2, amp2)
-print("ok", d["n_clusters_before_merges"], g["n_clusters_before_merges"], d["n_mua_low_amplitude"])
+# the median of each good unit's matched spike amplitudes (match/ rows of its spikes) is above the bound
+# too; on this recording some units' templates clear it while most of their spikes sit at the threshold
+w = sys.argv[1].rsplit("/", 1)[0]
+clu = np.load(sys.argv[1] + "/spike_clusters.npy")
+rows = np.load(sys.argv[1] + "/spike_match_index.npy")
+ma = np.load(w + "/match/spike_amplitudes.npy")[rows]
+med = {k: float(np.median(ma[clu == k])) for k in lab}
+assert all(med[k] >= 10 for k in good), [(k, med[k]) for k in good]
+assert d["n_mua_at_threshold"] > 0 and a["n_mua_at_threshold"] == 0, (d, a)
+assert sum(v == "good" and float(amp2[k]) >= 10 and med[k] < 10 for k, v in lab2.items()) == d["n_mua_at_threshold"], med
+print("ok", d["n_clusters_before_merges"], g["n_clusters_before_merges"], d["n_mua_low_amplitude"], d["n_mua_at_threshold"])
 PY
   assert_success
   run "$KS_BIN_DIR/ks-cluster" --work wg --final -q --set final_min_group_spikes=0

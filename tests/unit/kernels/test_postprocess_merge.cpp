@@ -513,3 +513,22 @@ TEST(ProbablePieces, TwinNeuronsTooFewSpikesAndUnlikeTemplatesAreNotPieces) {
         EXPECT_EQ(ks::post::probable_pieces(times, labels, 2, same, kColumn, kP, w.data(), kNt, {1, 1}, p)[1], 0);
     }
 }
+
+// The median amplitude behind the 'good' label's bound: per unit, over its spikes' rows of the values
+// (the final spikes point into match/), odd and even counts, a unit without spikes, rows out of order.
+TEST(UnitMedians, PerUnitMedianOverTheSpikesRows) {
+    const std::vector<float> values = {9.0f, 30.0f, 8.5f, 12.0f, 10.0f, 1.0f, 50.0f};
+    // unit 0: rows 0, 2, 4 -> 9, 8.5, 10 (median 9); unit 1: rows 1, 3, 6, 5 -> 30, 12, 50, 1 (median
+    // (12 + 30) / 2); unit 2: no spikes.
+    const std::vector<int32_t> labels = {0, 1, 0, 1, 0, 1, 1};
+    const std::vector<int64_t> index = {0, 1, 2, 3, 4, 6, 5};
+    const std::vector<double> med = ks::post::unit_medians(labels, index, values, 3);
+    ASSERT_EQ(med.size(), 3u);
+    EXPECT_DOUBLE_EQ(med[0], 9.0);
+    EXPECT_DOUBLE_EQ(med[1], 21.0);
+    EXPECT_DOUBLE_EQ(med[2], 0.0);
+    // The median, not the mean: one large spike does not lift a unit whose spikes sit at the threshold.
+    const std::vector<float> skewed = {8.2f, 8.4f, 8.6f, 60.0f, 8.3f};
+    const std::vector<double> m2 = ks::post::unit_medians({0, 0, 0, 0, 0}, {0, 1, 2, 3, 4}, skewed, 1);
+    EXPECT_FLOAT_EQ(static_cast<float>(m2[0]), 8.4f);
+}

@@ -133,6 +133,12 @@ std::vector<int32_t> probable_pieces(const std::vector<int64_t>& times, const st
                                      const std::vector<float>& U, int C, int P, const float* wpca, int nt,
                                      const std::vector<uint8_t>& good, const PieceParams& p);
 
+// Per unit k in 0..K-1, the median of values[index[i]] over the spikes i with labels[i] == k (the mean of
+// the two middle values for an even count); 0 for a unit without spikes. index maps each spike to its
+// row of values (e.g. the final spikes' rows in match/).
+std::vector<double> unit_medians(const std::vector<int32_t>& labels, const std::vector<int64_t>& index,
+                                 const std::vector<float>& values, int K);
+
 // §7.6: a spike's position is the mean of its channels' positions weighted by the norm of its features
 // there (features nC x P on channels chans[0..nC), chans[0] its template's peak channel); channels farther
 // than position_limit_um from chans[0], or -1, weigh 0. All weights 0: the peak channel's position.
