@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -229,7 +230,6 @@ Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_p
                       const std::function<cluster::KeepWhole(const std::vector<int64_t>&)>& veto_for, Summary* sum) {
     const int nC = in.nC, P = in.P, F = in.F;
     const auto N = static_cast<int64_t>(in.pos.size());
-    std::error_code rm;
     std::vector<int64_t> group_count(n_groups, 0);
     {
         NpyRowReader tf(in.tf_path);
@@ -254,16 +254,21 @@ Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_p
     res.labels.assign(N, -1);
     std::vector<std::vector<int64_t>> members(n_groups);
     for (int64_t s = 0; s < N; ++s) members[group_of_pos[in.pos[s]]].push_back(s);
-    Progress progress(progress_mode, "clustering", n_groups, "groups");
-    int K = 0;
-    for (int g = 0; g < n_groups; ++g) {
+    // One group's clustering and templates; groups are independent, so they may run side by side.
+    struct GroupOut {
+        std::vector<int> labels;
+        int n_clusters = 0;
+        std::vector<float> wall;  // n_clusters x C x P
+        std::string note;         // the debug line
+    };
+    auto run_group = [&](int g, const Device& gdev) {
+        GroupOut o;
         const int64_t n = group_count[g];
-        sum->largest_group = std::max(sum->largest_group, n);
         const std::string tmp = tmpdir + "/group" + std::to_string(g) + ".f32";
+        std::error_code rm;
         if (n == 0) {
             fs::remove(tmp, rm);
-            progress.advance(1);
-            continue;
+            return o;
         }
         std::vector<float> tf(static_cast<size_t>(n) * nC * P);
         {
@@ -297,31 +302,76 @@ Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_p
             }
         }
         const cluster::KeepWhole veto = veto_for ? veto_for(members[g]) : nullptr;
-        const cluster::GraphClusterResult r = cluster::graph_cluster(dev, Xd.data(), n, D, p.graph, veto);
-        log::debug("group %d: %lld spikes, %zu channels, %lld landmarks, %d initial labels, %d after the sweeps, "
-                   "splits %d (weak link) + %d (bimodal), %d kept whole, %d vetoed: %d clusters",
-                   g, static_cast<long long>(n), uni.size(), static_cast<long long>(r.n_landmarks), r.n_initial,
-                   r.n_after_sweeps, r.n_splits_lambda, r.n_splits_bimodal, r.n_kept_whole, r.n_vetoed, r.n_clusters);
+        cluster::GraphClusterResult r = cluster::graph_cluster(gdev, Xd.data(), n, D, p.graph, veto);
+        o.note = log::format("group %d: %lld spikes, %zu channels, %lld landmarks, %d initial labels, %d after the "
+                             "sweeps, splits %d (weak link) + %d (bimodal), %d kept whole, %d vetoed: %d clusters",
+                             g, static_cast<long long>(n), uni.size(), static_cast<long long>(r.n_landmarks), r.n_initial,
+                             r.n_after_sweeps, r.n_splits_lambda, r.n_splits_bimodal, r.n_kept_whole, r.n_vetoed,
+                             r.n_clusters);
         // §5.8: templates = mean features of each cluster, on the group's channels.
         std::vector<double> acc(static_cast<size_t>(r.n_clusters) * D, 0.0);
         std::vector<int64_t> cnt(r.n_clusters, 0);
         for (int64_t s = 0; s < n; ++s) {
             const int l = r.labels[s];
-            res.labels[members[g][s]] = K + l;
             ++cnt[l];
             for (int d = 0; d < D; ++d) acc[static_cast<size_t>(l) * D + d] += Xd[static_cast<size_t>(s) * D + d];
         }
-        for (int l = 0; l < r.n_clusters; ++l) {
-            std::vector<float> t(static_cast<size_t>(C) * P, 0.f);
+        o.wall.assign(static_cast<size_t>(r.n_clusters) * C * P, 0.f);
+        for (int l = 0; l < r.n_clusters; ++l)
             for (size_t u = 0; u < uni.size(); ++u)
                 for (int q = 0; q < P; ++q)
-                    t[static_cast<size_t>(uni[u]) * P + q] =
+                    o.wall[(static_cast<size_t>(l) * C + uni[u]) * P + q] =
                         cnt[l] ? static_cast<float>(acc[static_cast<size_t>(l) * D + u * P + q] / cnt[l]) : 0.f;
-            res.wall.insert(res.wall.end(), t.begin(), t.end());
-            res.cluster_group.push_back(g);
+        o.n_clusters = r.n_clusters;
+        o.labels = std::move(r.labels);
+        return o;
+    };
+    // On CPU with several threads, groups of less than 1/threads of the spikes run side by side, one
+    // thread each (the clustering's rounds are too short to keep several threads busy on one group); the
+    // larger ones run one at a time with every thread. The results are the same either way: a group's
+    // clustering does not depend on its thread count, and groups are assembled in their order.
+    std::vector<GroupOut> outs(n_groups);
+    std::vector<int> side_by_side;
+    Progress progress(progress_mode, "clustering", n_groups, "groups");
+    const int threads = std::max(1, dev.threads());
+    for (int g = 0; g < n_groups; ++g) {
+        sum->largest_group = std::max(sum->largest_group, group_count[g]);
+        if (!dev.is_cuda() && threads > 1 && group_count[g] * threads < N) {
+            side_by_side.push_back(g);
+            continue;
         }
-        K += r.n_clusters;
+        outs[g] = run_group(g, dev);
         progress.advance(1);
+    }
+    // Largest first, so that the last group to start is a small one.
+    std::stable_sort(side_by_side.begin(), side_by_side.end(),
+                     [&](int a, int b) { return group_count[a] > group_count[b]; });
+    if (!side_by_side.empty()) {
+        const Device one = Device::open("cpu", 1);
+        std::exception_ptr failed;
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+        for (int i = 0; i < static_cast<int>(side_by_side.size()); ++i) {
+            try {
+                outs[side_by_side[i]] = run_group(side_by_side[i], one);
+            } catch (...) {
+#pragma omp critical(cluster_group_failed)
+                if (!failed) failed = std::current_exception();
+            }
+#pragma omp critical(cluster_group_progress)
+            progress.advance(1);
+        }
+        if (failed) std::rethrow_exception(failed);
+    }
+    int K = 0;
+    for (int g = 0; g < n_groups; ++g) {
+        GroupOut& o = outs[g];
+        if (group_count[g] == 0) continue;
+        log::debug("%s", o.note.c_str());
+        for (int64_t s = 0; s < group_count[g]; ++s) res.labels[members[g][s]] = K + o.labels[s];
+        res.wall.insert(res.wall.end(), o.wall.begin(), o.wall.end());
+        for (int l = 0; l < o.n_clusters; ++l) res.cluster_group.push_back(g);
+        K += o.n_clusters;
+        o = GroupOut{};
     }
     progress.finish();
     res.K = K;

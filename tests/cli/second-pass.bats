@@ -169,13 +169,17 @@ PY
   assert_success
 }
 
-@test "ks-cluster --final gives the same bytes with one thread" {
+@test "ks-cluster --final gives the same bytes with one thread, or three" {
   cp -r "$W" w1
+  cp -r "$W" w3
   run -0 "$KS_BIN_DIR/ks-cluster" --work w1 --final -q --threads 1
-  for f in spike_times spike_clusters spike_templates amplitudes spike_positions templates_pc similar_templates contam_pct; do
-    cmp "$W/final/$f.npy" "w1/final/$f.npy"
+  run -0 "$KS_BIN_DIR/ks-cluster" --work w3 --final -q --threads 3
+  for w in w1 w3; do
+    for f in spike_times spike_clusters spike_templates amplitudes spike_positions templates_pc similar_templates contam_pct; do
+      cmp "$W/final/$f.npy" "$w/final/$f.npy"
+    done
+    cmp "$W/final/cluster_KSLabel.tsv" $w/final/cluster_KSLabel.tsv
   done
-  cmp "$W/final/cluster_KSLabel.tsv" w1/final/cluster_KSLabel.tsv
 }
 
 @test "ks-phy writes a folder phylib's loader accepts, consistent with the sorting" {
