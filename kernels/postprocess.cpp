@@ -199,6 +199,7 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                           p.fragment_similarity > 0 ? p.fragment_max_shift_um : 0, p.fragment_shift_step_um);
     auto peak_chan = [&](int k) { return peak_channel(U.data() + k * D, C, P); };
     std::vector<double> lag_products;
+    match::SimilarityRows rows(U.data(), K, C, P, wpca, nt);  // kept in step with U through the merges
     int n_shifted = 0;
     // One walk: clusters by decreasing size, each refractory one absorbing, in decreasing similarity, the
     // first candidate that `mergeable` accepts, then visited again with its new template. `shift_candidate`
@@ -224,7 +225,7 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
         for (int a : order) {
             if (!is_ref[a] || !alive[a]) continue;
             for (;;) {
-                match::template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
+                rows.row(a, &sim, &lag);
                 shift_of.assign(K, -1);
                 std::vector<std::vector<float>> moved_a;   // a's template at each shift, made on first need
                 if (shifts.size() > 0 && shift_candidate) {
@@ -266,6 +267,8 @@ MergeResult ccg_merge(const std::vector<int64_t>& times, const std::vector<int32
                 for (size_t i = 0; i < D; ++i)
                     U[a * D + i] = static_cast<float>((na * U[a * D + i] + nb * U[merged * D + i]) / (na + nb));
                 std::fill(U.begin() + merged * D, U.begin() + (merged + 1) * D, 0.f);
+                rows.update(a, U.data() + a * D);
+                rows.update(merged, U.data() + merged * D);
                 for (double& t : train[merged]) t += l / p.fs;
                 train[a].insert(train[a].end(), train[merged].begin(), train[merged].end());
                 std::sort(train[a].begin(), train[a].end());

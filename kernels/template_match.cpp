@@ -28,23 +28,29 @@ using RowMatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowM
 class CrossProducts {
 public:
     CrossProducts(const float* U, int K, int C, int P, const float* wpca, int nt)
-        : U_(U), K_(K), C_(C), P_(P), nt_(nt), L_(2 * nt + 1), cl_(pc_lag_products(wpca, P, nt)) {
+        : K_(K), C_(C), P_(P), nt_(nt), L_(2 * nt + 1), cl_(pc_lag_products(wpca, P, nt)) {
         // Ut: (K*P) x C, row a*P+p = U[a, :, p]
         ut_.resize(static_cast<size_t>(K) * P, C);
-        for (int a = 0; a < K; ++a)
-            for (int c = 0; c < C; ++c)
-                for (int p = 0; p < P; ++p) ut_(a * P + p, c) = U[(static_cast<size_t>(a) * C + c) * P + p];
         first_.assign(K, C);
         last_.assign(K, -1);
-        for (int a = 0; a < K; ++a)
-            for (int c = 0; c < C; ++c)
-                for (int p = 0; p < P; ++p)
-                    if (U[(static_cast<size_t>(a) * C + c) * P + p] != 0.f) {
-                        first_[a] = std::min(first_[a], c);
-                        last_[a] = std::max(last_[a], c);
-                    }
+        for (int a = 0; a < K; ++a) set(a, U + static_cast<size_t>(a) * C * P);
     }
     int lags() const { return L_; }
+
+    // Template a is now u (C x P).
+    void set(int a, const float* u) {
+        first_[a] = C_;
+        last_[a] = -1;
+        for (int c = 0; c < C_; ++c)
+            for (int p = 0; p < P_; ++p) {
+                const float v = u[c * P_ + p];
+                ut_(a * P_ + p, c) = v;
+                if (v != 0.f) {
+                    first_[a] = std::min(first_[a], c);
+                    last_[a] = std::max(last_[a], c);
+                }
+            }
+    }
 
     void row(int a, float* out) const {
         std::fill(out, out + static_cast<size_t>(K_) * L_, 0.f);
@@ -66,7 +72,6 @@ public:
     }
 
 private:
-    const float* U_;
     int K_, C_, P_, nt_, L_;
     std::vector<double> cl_;
     RowMatF ut_;
@@ -100,15 +105,18 @@ std::vector<float> template_cross_products(const float* U, int K, int C, int P, 
 
 namespace {
 
+// out = u / |u| (D values; zeros for a zero template).
+void unit_norm(const float* u, size_t D, float* out) {
+    double s = 0;
+    for (size_t i = 0; i < D; ++i) s += static_cast<double>(u[i]) * u[i];
+    const float inv = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.f;
+    for (size_t i = 0; i < D; ++i) out[i] = u[i] * inv;
+}
+
 std::vector<float> unit_norm_templates(const float* U, int K, int C, int P) {
     const size_t D = static_cast<size_t>(C) * P;
-    std::vector<float> un(U, U + K * D);
-    for (int k = 0; k < K; ++k) {
-        double s = 0;
-        for (size_t i = 0; i < D; ++i) s += static_cast<double>(un[k * D + i]) * un[k * D + i];
-        const float inv = s > 0 ? static_cast<float>(1.0 / std::sqrt(s)) : 0.f;
-        for (size_t i = 0; i < D; ++i) un[k * D + i] *= inv;
-    }
+    std::vector<float> un(K * D);
+    for (int k = 0; k < K; ++k) unit_norm(U + k * D, D, un.data() + k * D);
     return un;
 }
 
@@ -155,6 +163,37 @@ void template_similarity_row(const float* U, int K, int C, int P, const float* w
     sim_row->resize(K);
     lag_row->resize(K);
     best_lags(row.data(), K, nt, sim_row->data(), lag_row->data());
+}
+
+struct SimilarityRows::Impl {
+    Impl(const float* un, int K_, int C_, int P_, const float* wpca, int nt_)
+        : K(K_), D(static_cast<size_t>(C_) * P_), nt(nt_), cp(un, K_, C_, P_, wpca, nt_), unit(D),
+          buf(static_cast<size_t>(K_) * (2 * nt_ + 1)) {}
+    int K;
+    size_t D;
+    int nt;
+    CrossProducts cp;
+    std::vector<float> unit;        // scratch: one unit-norm template
+    mutable std::vector<float> buf; // scratch: one cross-product row
+};
+
+SimilarityRows::SimilarityRows(const float* U, int K, int C, int P, const float* wpca, int nt)
+    : impl_(std::make_unique<Impl>(unit_norm_templates(U, K, C, P).data(), K, C, P, wpca, nt)) {}
+
+SimilarityRows::~SimilarityRows() = default;
+
+void SimilarityRows::update(int k, const float* u) {
+    KS_ASSERT(k >= 0 && k < impl_->K, "SimilarityRows::update: template out of range");
+    unit_norm(u, impl_->D, impl_->unit.data());
+    impl_->cp.set(k, impl_->unit.data());
+}
+
+void SimilarityRows::row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row) const {
+    KS_ASSERT(a >= 0 && a < impl_->K, "SimilarityRows::row: template out of range");
+    impl_->cp.row(a, impl_->buf.data());
+    sim_row->resize(impl_->K);
+    lag_row->resize(impl_->K);
+    best_lags(impl_->buf.data(), impl_->K, impl_->nt, sim_row->data(), lag_row->data());
 }
 
 std::vector<int> align_templates(float* U, int K, int C, int P, const float* wpca, int nt, const float* wtemp,
@@ -219,10 +258,11 @@ std::vector<int> merge_near_duplicates(std::vector<float>& U, int& K, int C, int
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return counts[a] > counts[b]; });
     std::vector<float> sim;
     std::vector<int> lag;
+    SimilarityRows rows(U.data(), K, C, P, wpca, nt);
     for (int a : order) {
         if (!alive[a]) continue;
         for (;;) {
-            template_similarity_row(U.data(), K, C, P, wpca, nt, a, &sim, &lag);
+            rows.row(a, &sim, &lag);
             std::vector<int> cand;
             for (int b = 0; b < K; ++b)
                 if (b != a && alive[b] && sim[b] >= sim_threshold) cand.push_back(b);
@@ -244,6 +284,8 @@ std::vector<int> merge_near_duplicates(std::vector<float>& U, int& K, int C, int
             counts[a] += counts[merged];
             counts[merged] = 0;
             std::fill(U.begin() + merged * D, U.begin() + (merged + 1) * D, 0.f);
+            rows.update(a, U.data() + a * D);
+            rows.update(merged, U.data() + merged * D);
             alive[merged] = 0;
             for (int& t : into)
                 if (t == merged) t = a;

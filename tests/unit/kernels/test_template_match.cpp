@@ -151,6 +151,44 @@ TEST(TemplateMatch, SimilarityIsOneOnTheDiagonalAndFindsTheLag) {
     EXPECT_EQ(sim[1], 0.f);
 }
 
+// The merge walks keep one SimilarityRows in step with templates that change one at a time (merged into
+// a new mean, zeroed, moved to other channels): each row must equal a fresh template_similarity_row.
+TEST(TemplateMatch, SimilarityRowsFollowTemplatesChangedOneAtATime) {
+    std::mt19937 rng(11);
+    const int K = 7, C = 16;
+    const auto w = make_basis();
+    auto U = make_templates(K, C, rng);
+    ks::match::SimilarityRows rows(U.data(), K, C, P, w.data(), nt);
+    auto expect_rows_fresh = [&](const char* when) {
+        for (int a = 0; a < K; ++a) {
+            std::vector<float> s1, s2;
+            std::vector<int> l1, l2;
+            rows.row(a, &s1, &l1);
+            ks::match::template_similarity_row(U.data(), K, C, P, w.data(), nt, a, &s2, &l2);
+            ASSERT_EQ(s1, s2) << when << ", row " << a;
+            ASSERT_EQ(l1, l2) << when << ", row " << a;
+        }
+    };
+    expect_rows_fresh("initial");
+    const size_t D = static_cast<size_t>(C) * P;
+    // 2 absorbs 3 (a weighted mean over both channel spans), 3 becomes zero.
+    for (size_t i = 0; i < D; ++i) U[2 * D + i] = 0.6f * U[2 * D + i] + 0.4f * U[3 * D + i];
+    std::fill(U.begin() + 3 * D, U.begin() + 4 * D, 0.f);
+    rows.update(2, U.data() + 2 * D);
+    rows.update(3, U.data() + 3 * D);
+    expect_rows_fresh("after a merge");
+    // 5 moves to other channels (the span shrinks and shifts): first/last channel kept right.
+    std::fill(U.begin() + 5 * D, U.begin() + 6 * D, 0.f);
+    for (int p = 0; p < P; ++p) U[5 * D + 14 * P + p] = 1.5f - 0.5f * p;
+    rows.update(5, U.data() + 5 * D);
+    expect_rows_fresh("after a move");
+    // The zeroed template: similarity 0 to everything.
+    std::vector<float> s;
+    std::vector<int> l;
+    rows.row(3, &s, &l);
+    for (float v : s) EXPECT_EQ(v, 0.f);
+}
+
 // Runs match_batch over [0, n) as one buffer with all of it reported.
 std::vector<ks::match::MatchedSpike> match_all(const ks::match::MatchTemplates& T, const std::vector<float>& x,
                                                int64_t n, std::vector<float>* feat = nullptr) {

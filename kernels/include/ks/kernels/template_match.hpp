@@ -6,6 +6,7 @@
 // template cross-products, and the search repeats up to max_peels passes. Also the template
 // similarity of §7.8, which the template clean-up and the merges use.
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "ks/device.hpp"
@@ -29,6 +30,24 @@ void template_similarity(const float* U, int K, int C, int P, const float* wpca,
 // One row of the above: similarity and lag of template a to every template (sim_row, lag_row: K).
 void template_similarity_row(const float* U, int K, int C, int P, const float* wpca, int nt, int a,
                              std::vector<float>* sim_row, std::vector<int>* lag_row);
+
+// Rows of the above while templates change one at a time (the merge walks): keeps the unit-norm
+// templates' cross-product structure, so a row costs that row's products only instead of rebuilding it
+// for all K templates on every call. Gives exactly template_similarity_row's values for the templates
+// as last set.
+class SimilarityRows {
+public:
+    SimilarityRows(const float* U, int K, int C, int P, const float* wpca, int nt);
+    ~SimilarityRows();
+    SimilarityRows(const SimilarityRows&) = delete;
+    SimilarityRows& operator=(const SimilarityRows&) = delete;
+    void update(int k, const float* u);  // template k is now u (C x P)
+    void row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row) const;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 // §5.9 clean-up before matching, step 1: shift every template in time (zero fill, then back to PC
 // coefficients) so that its best match with the universal single-channel templates wtemp
