@@ -502,6 +502,7 @@ std::vector<double> unit_medians(const std::vector<int32_t>& labels, const std::
         const size_t h = v.size() / 2;
         std::nth_element(v.begin(), v.begin() + h, v.end());
         med[k] = v[h];
+        // even count: the lower middle value is the largest of those nth_element left before v[h]
         if (v.size() % 2 == 0) med[k] = 0.5 * (med[k] + *std::max_element(v.begin(), v.begin() + h));
     }
     return med;

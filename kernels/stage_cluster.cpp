@@ -1,9 +1,10 @@
 // ks-cluster's stage driver (first pass): grouping (§5.1), per-group feature matrices (§5.2), graph
 // clustering (graph_cluster.hpp, §5.3-5.7), templates (§5.8). The features are bucketed by group into
-// temporary files first, so memory holds one group at a time, not the recording's spikes.
+// temporary files first, so memory holds a group at a time per thread, not the recording's spikes.
 #include "ks/stages/cluster.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <exception>
@@ -223,7 +224,8 @@ double record_number(const std::string& record, const char* key) {
     return v;
 }
 
-// §5.2-5.8 over every group: features bucketed by group into temporary files (memory holds one group),
+// §5.2-5.8 over every group: features bucketed by group into temporary files (memory holds at most one
+// group per thread: a group running alone, or `threads` groups each below 1/threads of the spikes),
 // graph clustering (with the veto, when given, as a function of the group's spike indices), templates.
 Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_pos, int n_groups, int C,
                       const std::string& tmpdir, const StageParams& p, const Device& dev, ProgressMode progress_mode,
@@ -348,14 +350,17 @@ Clustered cluster_all(const ClusterInput& in, const std::vector<int>& group_of_p
                      [&](int a, int b) { return group_count[a] > group_count[b]; });
     if (!side_by_side.empty()) {
         const Device one = Device::open("cpu", 1);
-        std::exception_ptr failed;
+        std::exception_ptr failed;  // the first failure; the groups not yet started are skipped
+        std::atomic<bool> stop{false};
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
         for (int i = 0; i < static_cast<int>(side_by_side.size()); ++i) {
+            if (stop.load()) continue;
             try {
                 outs[side_by_side[i]] = run_group(side_by_side[i], one);
             } catch (...) {
 #pragma omp critical(cluster_group_failed)
                 if (!failed) failed = std::current_exception();
+                stop.store(true);
             }
 #pragma omp critical(cluster_group_progress)
             progress.advance(1);
@@ -699,13 +704,13 @@ Summary run_final(const std::string& work_dir, const StageParams& p, const Devic
             good[k] = 0;
             ++sum.n_mua_low_amplitude;
         }
-        if (good[k] && median_amp[k] < p.good_min_amplitude) {
-            good[k] = 0;
-            ++sum.n_mua_at_threshold;
-        }
         if (good[k] && !redundant_residue.empty() && redundant_residue[k]) {
             good[k] = 0;
             ++sum.n_mua_residue;
+        }
+        if (good[k] && median_amp[k] < p.good_min_amplitude) {  // (bound 0, no condition: never true)
+            good[k] = 0;
+            ++sum.n_mua_at_threshold;
         }
     }
     if (p.piece_similarity > 0) {

@@ -174,7 +174,7 @@ struct SimilarityRows::Impl {
     int nt;
     CrossProducts cp;
     std::vector<float> unit;        // scratch: one unit-norm template
-    mutable std::vector<float> buf; // scratch: one cross-product row
+    std::vector<float> buf;         // scratch: one cross-product row
 };
 
 SimilarityRows::SimilarityRows(const float* U, int K, int C, int P, const float* wpca, int nt)
@@ -188,7 +188,7 @@ void SimilarityRows::update(int k, const float* u) {
     impl_->cp.set(k, impl_->unit.data());
 }
 
-void SimilarityRows::row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row) const {
+void SimilarityRows::row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row) {
     KS_ASSERT(a >= 0 && a < impl_->K, "SimilarityRows::row: template out of range");
     impl_->cp.row(a, impl_->buf.data());
     sim_row->resize(impl_->K);

@@ -65,14 +65,14 @@ PY
   assert_success
 }
 
-@test "ks-cluster is deterministic: a rerun with one thread, or three, gives the same bytes" {
-  # one thread clusters the groups one by one; several run the smaller groups side by side
-  cp -r "$W" w1
-  cp -r "$W" w3
-  run "$KS" --work w1 -q --set nblocks=0 --threads 1
-  assert_success
-  run -0 "$KS" --work w3 -q --set nblocks=0 --threads 3
-  for w in w1 w3; do
+@test "ks-cluster is deterministic: a rerun with one thread, three or eight gives the same bytes" {
+  # one thread clusters the groups one by one; three run them side by side; eight run the largest
+  # (above 1/8 of the spikes) alone first, then the others side by side
+  for t in 1 3 8; do
+    cp -r "$W" w$t
+    run -0 "$KS" --work w$t -q --set nblocks=0 --threads $t
+  done
+  for w in w1 w3 w8; do
     cmp $w/cluster/spike_clusters.npy "$W/cluster/spike_clusters.npy"
     cmp $w/cluster/templates_pc.npy "$W/cluster/templates_pc.npy"
   done

@@ -17,7 +17,8 @@ static const char kUsage[] =
     "sides share a refractory period; then clusters that look alike (similarity >= 0.5) and share a\n"
     "refractory period are merged (ccg_threshold; only clusters whose own ACG is refractory absorb,\n"
     "acg_threshold), duplicate spikes within duplicate_spike_ms of each other in one unit are removed,\n"
-    "and contamination, the good/mua label (acg_threshold), spike positions (position_limit),\n"
+    "and contamination, the good/mua label (acg_threshold; good_amplitude_margin on the template and on\n"
+    "its spikes' matched amplitudes, match/spike_amplitudes.npy), spike positions (position_limit),\n"
     "amplitudes and template similarity are computed -> DIR/final/ (formats/clusters.md).\n";
 
 int main(int argc, char** argv) {

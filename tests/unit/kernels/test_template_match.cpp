@@ -182,6 +182,14 @@ TEST(TemplateMatch, SimilarityRowsFollowTemplatesChangedOneAtATime) {
     for (int p = 0; p < P; ++p) U[5 * D + 14 * P + p] = 1.5f - 0.5f * p;
     rows.update(5, U.data() + 5 * D);
     expect_rows_fresh("after a move");
+    // 1 grows over all channels, then is zeroed: its channel span must widen, then empty.
+    for (int c = 0; c < C; ++c)
+        for (int p = 0; p < P; ++p) U[1 * D + c * P + p] += 0.1f * (c + 1) * (p + 1);
+    rows.update(1, U.data() + 1 * D);
+    expect_rows_fresh("after growing");
+    std::fill(U.begin() + 1 * D, U.begin() + 2 * D, 0.f);
+    rows.update(1, U.data() + 1 * D);
+    expect_rows_fresh("after zeroing");
     // The zeroed template: similarity 0 to everything.
     std::vector<float> s;
     std::vector<int> l;

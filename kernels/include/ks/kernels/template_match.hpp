@@ -34,7 +34,7 @@ void template_similarity_row(const float* U, int K, int C, int P, const float* w
 // Rows of the above while templates change one at a time (the merge walks): keeps the unit-norm
 // templates' cross-product structure, so a row costs that row's products only instead of rebuilding it
 // for all K templates on every call. Gives exactly template_similarity_row's values for the templates
-// as last set.
+// as last set. One thread at a time (row uses a scratch buffer).
 class SimilarityRows {
 public:
     SimilarityRows(const float* U, int K, int C, int P, const float* wpca, int nt);
@@ -42,7 +42,7 @@ public:
     SimilarityRows(const SimilarityRows&) = delete;
     SimilarityRows& operator=(const SimilarityRows&) = delete;
     void update(int k, const float* u);  // template k is now u (C x P)
-    void row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row) const;
+    void row(int a, std::vector<float>* sim_row, std::vector<int>* lag_row);
 
 private:
     struct Impl;

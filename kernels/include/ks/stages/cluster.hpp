@@ -61,8 +61,8 @@ struct Summary {
     int n_fragment_merges = 0, n_redundant_merges = 0;   // of n_merges
     int n_shifted_fragment_merges = 0;                    // of n_fragment_merges
     int n_mua_low_amplitude = 0;                          // refractory units left 'mua' by good_min_amplitude
-    int n_mua_at_threshold = 0;                           // and by their spikes' median amplitude (same bound)
     int n_mua_residue = 0;                                // and as residues of the redundant merge
+    int n_mua_at_threshold = 0;                           // and by their spikes' median amplitude (same bound)
     int n_mua_piece = 0;                                  // and as probable pieces of larger good units
     int64_t n_redundant_dropped = 0;                      // spikes removed as another unit's, found twice
     int64_t n_duplicates = 0;
