@@ -154,17 +154,6 @@ void template_similarity(const float* U, int K, int C, int P, const float* wpca,
     }
 }
 
-void template_similarity_row(const float* U, int K, int C, int P, const float* wpca, int nt, int a,
-                             std::vector<float>* sim_row, std::vector<int>* lag_row) {
-    const std::vector<float> un = unit_norm_templates(U, K, C, P);
-    const CrossProducts cp(un.data(), K, C, P, wpca, nt);
-    std::vector<float> row(static_cast<size_t>(K) * cp.lags());
-    cp.row(a, row.data());
-    sim_row->resize(K);
-    lag_row->resize(K);
-    best_lags(row.data(), K, nt, sim_row->data(), lag_row->data());
-}
-
 struct SimilarityRows::Impl {
     Impl(const float* un, int K_, int C_, int P_, const float* wpca, int nt_)
         : K(K_), D(static_cast<size_t>(C_) * P_), nt(nt_), cp(un, K_, C_, P_, wpca, nt_), unit(D),

@@ -159,7 +159,7 @@ TEST(PairSimilarity, IsTheTemplateSimilarityAndTheIdentityMapChangesNothing) {
     const std::vector<float> U = templates({column_template(100), column_template(125), column_template(300)});
     std::vector<float> sim;
     std::vector<int> lag;
-    ks::match::template_similarity_row(U.data(), 3, kColumn, kP, w.data(), kNt, 0, &sim, &lag);
+    ks::match::template_similarity(U.data(), 3, kColumn, kP, w.data(), kNt, &sim, &lag);   // row 0: [0, 3)
     const std::vector<double> lp = ks::match::pc_lag_products(w.data(), kP, kNt);
     const size_t D = static_cast<size_t>(kColumn) * kP;
     for (int b = 0; b < 3; ++b) {
@@ -188,7 +188,7 @@ TEST(FragmentMerge, JoinsPiecesOfANeuronThatMovedUnderAShift) {
     std::vector<float> U = templates({column_template(140), column_template(165)});
     std::vector<float> sim;
     std::vector<int> lag;
-    ks::match::template_similarity_row(U.data(), 2, kColumn, kP, w.data(), kNt, 0, &sim, &lag);
+    ks::match::template_similarity(U.data(), 2, kColumn, kP, w.data(), kNt, &sim, &lag);
     ASSERT_LT(sim[1], 0.8);   // the premise: unshifted, below fragment_similarity
     p.fragment_max_shift_um = 0;
     ks::post::MergeResult r = ks::post::ccg_merge(times, labels, 2, U, kColumn, kP, w.data(), kNt, p);

@@ -152,7 +152,8 @@ TEST(TemplateMatch, SimilarityIsOneOnTheDiagonalAndFindsTheLag) {
 }
 
 // The merge walks keep one SimilarityRows in step with templates that change one at a time (merged into
-// a new mean, zeroed, moved to other channels): each row must equal a fresh template_similarity_row.
+// a new mean, zeroed, moved to other channels): each row must equal that row of a fresh
+// template_similarity.
 TEST(TemplateMatch, SimilarityRowsFollowTemplatesChangedOneAtATime) {
     std::mt19937 rng(11);
     const int K = 7, C = 16;
@@ -160,13 +161,15 @@ TEST(TemplateMatch, SimilarityRowsFollowTemplatesChangedOneAtATime) {
     auto U = make_templates(K, C, rng);
     ks::match::SimilarityRows rows(U.data(), K, C, P, w.data(), nt);
     auto expect_rows_fresh = [&](const char* when) {
+        std::vector<float> s2;
+        std::vector<int> l2;
+        ks::match::template_similarity(U.data(), K, C, P, w.data(), nt, &s2, &l2);
         for (int a = 0; a < K; ++a) {
-            std::vector<float> s1, s2;
-            std::vector<int> l1, l2;
+            std::vector<float> s1;
+            std::vector<int> l1;
             rows.row(a, &s1, &l1);
-            ks::match::template_similarity_row(U.data(), K, C, P, w.data(), nt, a, &s2, &l2);
-            ASSERT_EQ(s1, s2) << when << ", row " << a;
-            ASSERT_EQ(l1, l2) << when << ", row " << a;
+            ASSERT_EQ(s1, std::vector<float>(s2.begin() + a * K, s2.begin() + (a + 1) * K)) << when << ", row " << a;
+            ASSERT_EQ(l1, std::vector<int>(l2.begin() + a * K, l2.begin() + (a + 1) * K)) << when << ", row " << a;
         }
     };
     expect_rows_fresh("initial");

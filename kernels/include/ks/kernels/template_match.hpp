@@ -27,14 +27,10 @@ std::vector<float> template_cross_products(const float* U, int K, int C, int P, 
 void template_similarity(const float* U, int K, int C, int P, const float* wpca, int nt, std::vector<float>* sim,
                          std::vector<int>* lag);
 
-// One row of the above: similarity and lag of template a to every template (sim_row, lag_row: K).
-void template_similarity_row(const float* U, int K, int C, int P, const float* wpca, int nt, int a,
-                             std::vector<float>* sim_row, std::vector<int>* lag_row);
-
-// Rows of the above while templates change one at a time (the merge walks): keeps the unit-norm
-// templates' cross-product structure, so a row costs that row's products only instead of rebuilding it
-// for all K templates on every call. Gives exactly template_similarity_row's values for the templates
-// as last set. One thread at a time (row uses a scratch buffer).
+// Rows of the above, one at a time, while templates change one at a time (the merge walks): keeps the
+// unit-norm templates' cross-product structure, so a row costs that row's products only. row(a) gives
+// exactly row a of template_similarity for the templates as last set (sim_row, lag_row: K). One thread
+// at a time (row uses a scratch buffer).
 class SimilarityRows {
 public:
     SimilarityRows(const float* U, int K, int C, int P, const float* wpca, int nt);
